@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` (set up, run the quickstart, write the report) and
+# `make test` (set up, pass the test suite). Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow browser bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# The CPU build of PyTorch first, where this machine has it, so that the project's own
+	# torch range is already met and pip does not fetch a multi-GB CUDA build.
+	$(BIN)/pip install -q "torch==2.13.0" || echo "note: torch==2.13.0 not available; pip will choose a torch build"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/optiscope run experiments/quickstart.toml --store runs/quickstart
+	$(BIN)/optiscope report runs/quickstart --out runs/quickstart/report.html
+
+# A headless Chromium for the report's browser test (Debian's package; needs root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: chromium missing and not root; the browser test will be skipped"; fi; }
+
+test: setup browser
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup browser
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/ensemble_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,232 @@
+"""The `optiscope` command line: run, report, list, query (and compare, probe).
+
+Errors a user can fix are printed in one line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from optiscope.errors import OptiscopeError
+
+app = typer.Typer(
+    help="optiscope: train many seeds under many optimizers, store every run, compare "
+    "distributions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+class _RichProgress:
+    """Feeds the runner's progress callbacks into a rich progress bar with steps/s."""
+
+    def __init__(self, progress: Progress):
+        self.p = progress
+        self.task_id: Any = None
+
+    def start(self, total_steps: int) -> None:
+        self.task_id = self.p.add_task("training", total=max(total_steps, 1), rate="")
+        self._last = (0.0, 0)
+
+    def cell(self, cell: Any, index: int, n: int) -> None:
+        self.p.update(self.task_id, description=f"[{index + 1}/{n}] {cell.task} · {cell.display_name}")
+
+    def advance(self, steps: int) -> None:
+        self.p.advance(self.task_id, steps)
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="experiment TOML file")],
+    store: Annotated[Path | None, typer.Option(help="store directory (default runs/<name>)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file)")] = None,
+    report: Annotated[bool, typer.Option(help="write STORE/report.html when done")] = False,
+) -> None:
+    """Train every cell of EXPERIMENT not already in the store (a rerun resumes)."""
+    from optiscope.config import load_config
+    from optiscope.engine.runner import resolve_device, run_experiment
+    from optiscope.store import RunStore
+
+    try:
+        cfg = load_config(experiment)
+        root = store or Path("runs") / cfg.experiment.name
+        run_store = RunStore.create(root)  # fails before training if it cannot be written
+        dev = resolve_device(device or cfg.experiment.device)
+        probe_factory = _probe_factory()
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+    cells = cfg.cells()
+    done = run_store.completed_cells() - run_store.failed_cells()
+    console.print(
+        f"[bold]{cfg.experiment.name}[/]: {len(cells)} cells × {len(cfg.experiment.seed_list())} seeds "
+        f"on {dev}; {sum(c.cell_id in done for c in cells)} already in {root}"
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed:>7.1f} steps/s" if False else "[progress.percentage]{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False, disable=not sys.stderr.isatty() and not sys.stdout.isatty()) as bar:
+        rp = _RichProgress(bar)
+        original_advance = rp.advance
+
+        def advance(n: int) -> None:
+            original_advance(n)
+            t = bar.tasks[0]
+            if t.speed:
+                bar.update(rp.task_id, rate=f"{t.speed:.1f} steps/s")
+
+        rp.advance = advance  # type: ignore[method-assign]
+        try:
+            summary = run_experiment(
+                cfg, run_store, device=dev, progress=rp, config_text=experiment.read_text(),
+                probe_runner_factory=probe_factory,
+            )
+        except OptiscopeError as exc:
+            fail(str(exc))
+            return
+    console.print(
+        f"trained {len(summary.trained)} cells, skipped {len(summary.skipped)} already complete, "
+        f"{len(summary.failed)} failed. Store: {root}"
+    )
+    for cid, msg in summary.failed.items():
+        err_console.print(f"[red]cell {cid} failed:[/] {msg}")
+    if report:
+        _write_report(root, root / "report.html")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _probe_factory():
+    try:
+        from optiscope.probes.schedule import probe_runner_from_config
+    except ImportError:
+        return None
+    return probe_runner_from_config
+
+
+def _write_report(store: Path, out: Path) -> None:
+    from optiscope.report import build_report
+    from optiscope.store import RunStore
+
+    try:
+        path = build_report(RunStore.open(store), out)
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+    console.print(f"report written to [bold]{path}[/]")
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    out: Annotated[Path | None, typer.Option(help="HTML file (default STORE/report.html)")] = None,
+) -> None:
+    """Write the HTML report of a store: one self-contained file."""
+    _write_report(store, out or store / "report.html")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="tasks or optimizers")],
+) -> None:
+    """List the tasks or optimizers available, with their settings and defaults."""
+    if what == "tasks":
+        _list_tasks()
+    elif what == "optimizers":
+        _list_optimizers()
+    else:
+        fail(f"cannot list '{what}': choose 'tasks' or 'optimizers'")
+
+
+def _list_tasks() -> None:
+    from optiscope.settings import defaults_of
+    from optiscope.tasks import TASKS, make_task
+
+    table = Table(title="tasks", show_lines=True)
+    for col in ("name", "family", "settings (defaults)", "metrics", "params", "description"):
+        table.add_column(col)
+    for name in sorted(TASKS, key=lambda n: (TASKS[n].family, n)):
+        cls = TASKS[name]
+        try:
+            n_params = f"{make_task(name).num_params():,}"
+        except Exception as exc:  # a task whose data is not present (say, needs data_root)
+            n_params = f"({type(exc).__name__})"
+        settings = ", ".join(f"{k}={v}" for k, v in defaults_of(cls.__init__).items())
+        metrics = ", ".join(f"{m.name} ({m.goal})" for m in cls.metrics)
+        table.add_row(name, cls.family, settings, metrics, n_params, cls.description)
+    console.print(table)
+
+
+def _list_optimizers() -> None:
+    from optiscope.optim import OPTIMIZERS
+    from optiscope.optim.registry import optimizer_info
+
+    table = Table(title="optimizers (any torch.optim.Optimizer also runs as \"module:Class\")", show_lines=True)
+    for col in ("name", "class", "norm", "hyperparameters (defaults)", "grad evals / step", "tested against"):
+        table.add_column(col)
+    for name in sorted(OPTIMIZERS):
+        info = optimizer_info(name)
+        hp = ", ".join(f"{k}={v}" for k, v in info.hyperparameters.items())
+        table.add_row(name, info.cls.__name__, info.norm, hp, str(info.grad_evals_per_step), info.reference)
+    console.print(table)
+
+
+@app.command()
+def query(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views `runs` and `metrics`")],
+    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run SQL against a store and print the result."""
+    from optiscope.store import RunStore
+
+    try:
+        columns, rows = RunStore.open(store).query(sql)
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+    if output == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    elif output == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
+    elif output == "table":
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in r))
+        console.print(table)
+    else:
+        fail(f"--format must be table, csv or json, not '{output}'")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

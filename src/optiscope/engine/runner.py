@@ -1,0 +1,196 @@
+"""Run an experiment: every cell not yet in the store, trained and landed one by one.
+
+Cells already complete in the store are skipped, so rerunning after a crash (or after adding an
+optimizer to the config) trains only what is missing. A cell whose training raises is recorded
+as `failed` with the error, and the experiment goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import optiscope
+from optiscope.config import Cell, ExperimentConfig
+from optiscope.engine.ensemble import EnsembleTrainer
+from optiscope.engine.loop import LoopTrainer
+from optiscope.engine.result import CellResult
+from optiscope.errors import OptiscopeError
+from optiscope.optim.registry import check_hyperparameters, is_ensemble_aware, resolve_optimizer
+from optiscope.store import RunStore
+from optiscope.tasks.registry import make_task
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unavailable device is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise OptiscopeError(f"device '{name}' was asked for but no CUDA GPU is visible")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OptiscopeError("device 'mps' was asked for but is not available")
+    return name
+
+
+def versions() -> dict[str, str]:
+    return {
+        "optiscope": optiscope.__version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class RunSummary:
+    """What `run_experiment` did, for the CLI to print."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Progress:
+    """Callbacks the runner reports to (the CLI draws a rich progress bar with them)."""
+
+    def start(self, total_steps: int) -> None: ...
+    def cell(self, cell: Cell, index: int, n: int) -> None: ...
+    def advance(self, steps: int) -> None: ...
+
+
+def make_trainer(cell: Cell, device: str, probe_runner: Any = None) -> EnsembleTrainer | LoopTrainer:
+    task = make_task(cell.task, **cell.task_settings)
+    cls = resolve_optimizer(cell.optimizer)
+    hp = check_hyperparameters(cell.optimizer, cell.hyperparameters)
+    if is_ensemble_aware(cls):
+        return EnsembleTrainer(task, cls, hp, list(cell.seeds), device=device, probe_runner=probe_runner)
+    return LoopTrainer(task, cls, hp, list(cell.seeds), device=device)
+
+
+def run_cell(
+    cell: Cell,
+    store: RunStore,
+    device: str,
+    *,
+    checkpoint_every: int = 0,
+    save_params: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    probe_runner: Any = None,
+) -> CellResult:
+    """Train one cell (resuming from its checkpoint if one exists) and land it in the store."""
+    trainer = make_trainer(cell, device, probe_runner)
+    if isinstance(trainer, EnsembleTrainer):
+        saved = store.load_checkpoint(cell.cell_id) if checkpoint_every else None
+        if saved is not None:
+            trainer.load_state(saved)
+            if on_step is not None:
+                on_step(trainer.step)
+        result = trainer.run(
+            cell.steps, cell.eval_every, cell.log_every, on_step=on_step,
+            checkpoint=lambda t: store.save_checkpoint(cell.cell_id, t.state()),
+            checkpoint_every=checkpoint_every,
+        )
+    else:
+        result = trainer.run(cell.steps, cell.eval_every, cell.log_every, on_step=on_step)
+    land_cell(store, cell, result, save_params=save_params)
+    return result
+
+
+def run_rows(cell: Cell, result: CellResult | None, error: str | None = None) -> list[dict[str, Any]]:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for member, seed in enumerate(cell.seeds):
+        status = "failed" if result is None else result.status[member]
+        rows.append(
+            {
+                "run_id": f"{cell.cell_id}-s{seed}",
+                "cell_id": cell.cell_id,
+                "experiment": cell.experiment,
+                "task": cell.task,
+                "task_settings": json.dumps(cell.task_settings, sort_keys=True, default=str),
+                "optimizer": cell.optimizer,
+                "label": cell.display_name,
+                "hyperparameters": json.dumps(cell.hyperparameters, sort_keys=True, default=str),
+                "seed": seed,
+                "member": member,
+                "status": status,
+                "diverged_step": None if result is None else result.diverged_step[member],
+                "steps": cell.steps,
+                "grad_evals": 0 if result is None else result.grad_evals,
+                "wall_time_s": 0.0 if result is None else result.wall_time_s,
+                "mode": "" if result is None else result.mode,
+                "device": "" if result is None else result.device,
+                "versions": json.dumps(versions(), sort_keys=True),
+                "error": error,
+                "created_at": now,
+            }
+        )
+    return rows
+
+
+def land_cell(store: RunStore, cell: Cell, result: CellResult, *, save_params: bool = True) -> None:
+    cols = result.metrics.columns(result.diverged_step)
+    run_ids = np.array([f"{cell.cell_id}-s{s}" for s in cell.seeds], dtype=object)
+    metrics = {
+        "run_id": run_ids[cols["member"].astype(np.int64)] if len(cols["member"]) else np.array([], dtype=object),
+        "step": cols["step"].astype(np.int64),
+        "name": cols["name"],
+        "value": cols["value"].astype(np.float64),
+    }
+    params = None
+    if save_params and result.final_params:
+        params = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
+    store.write_cell(cell.cell_id, run_rows(cell, result), metrics, params)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    store: RunStore,
+    *,
+    device: str | None = None,
+    progress: Progress | None = None,
+    config_text: str | None = None,
+    probe_runner_factory: Callable[[ExperimentConfig], Any] | None = None,
+) -> RunSummary:
+    """Train every cell of `cfg` missing from `store`."""
+    device = resolve_device(device or cfg.experiment.device)
+    progress = progress or Progress()
+    if config_text is not None:
+        store.save_config(config_text)
+    cells = cfg.cells()
+    done = store.completed_cells() - store.failed_cells()  # failed cells are tried again
+    todo = [c for c in cells if c.cell_id not in done]
+    summary = RunSummary(skipped=[c.cell_id for c in cells if c.cell_id in done])
+    progress.start(sum(c.steps for c in todo))
+    probe_runner = probe_runner_factory(cfg) if probe_runner_factory and cfg.probes else None
+    for i, cell in enumerate(todo):
+        progress.cell(cell, i, len(todo))
+        try:
+            run_cell(
+                cell, store, device,
+                checkpoint_every=cfg.experiment.checkpoint_every,
+                save_params=cfg.experiment.save_params,
+                on_step=progress.advance,
+                probe_runner=probe_runner,
+            )
+            summary.trained.append(cell.cell_id)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded, not lost: the other cells go on
+            message = f"{type(exc).__name__}: {exc}"
+            store.write_cell(
+                cell.cell_id, run_rows(cell, None, message + "\n" + traceback.format_exc()),
+                {"run_id": np.array([], dtype=object), "step": np.array([], dtype=np.int64),
+                 "name": np.array([], dtype=object), "value": np.array([])},
+            )
+            summary.failed[cell.cell_id] = message
+    return summary

@@ -1,0 +1,142 @@
+"""The `Task` interface: what the engine needs from a problem to train an ensemble on it.
+
+A task is pure: parameters are a dict of named tensors (one member, no leading axis), the loss is
+a function of (params, batch), and all randomness (initialisation, data order, instance shifts)
+is a function of the member's seed. The engine stacks members along a leading axis and `vmap`s
+the task's functions over it; the loop trainer calls the same functions one member at a time.
+That shared definition is what makes "member i of an ensemble equals the loop run with seed i"
+true by construction rather than by luck.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from optiscope.errors import OptiscopeError
+
+Params = dict[str, Tensor]
+Batch = dict[str, Tensor]
+
+#: Roles a parameter tensor can play; optimizers and probes read these instead of guessing.
+ROLES: tuple[str, ...] = ("hidden", "embedding", "head", "bias", "gain", "vector")
+
+
+@dataclass
+class MemberBatch:
+    """Data for every member at one step.
+
+    `per_member` tensors have a leading axis of size S (member i's slice is what member i sees);
+    `shared` tensors are the same for all members (a full evaluation set, say) and are not copied
+    S times. A task's `loss`/`evaluate` receive one merged dict: ``{**per_member[i], **shared}``.
+    """
+
+    per_member: Batch = field(default_factory=dict)
+    shared: Batch = field(default_factory=dict)
+
+    def member(self, i: int) -> Batch:
+        """Member i's view, as the loop trainer and tests use it."""
+        return {**{k: v[i] for k, v in self.per_member.items()}, **self.shared}
+
+    def to(self, device: torch.device | str) -> MemberBatch:
+        return MemberBatch(
+            {k: v.to(device, non_blocking=True) for k, v in self.per_member.items()},
+            {k: v.to(device, non_blocking=True) for k, v in self.shared.items()},
+        )
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric a task reports: its name, whether lower is better, and what it means."""
+
+    name: str
+    goal: Literal["min", "max"] = "min"
+    description: str = ""
+
+
+class Task(abc.ABC):
+    """A trainable problem, defined for one member and vmapped by the engine.
+
+    Subclasses set the class attributes and take their settings as keyword-only arguments with
+    defaults in ``__init__``; those arguments are what a config's ``[[tasks]]`` table may set.
+    """
+
+    #: Name used in configs and `optiscope list tasks`.
+    name: ClassVar[str]
+    #: Family: synthetic, convex, linear_nets, vision, language, continual.
+    family: ClassVar[str] = "other"
+    #: One line saying what the task is.
+    description: ClassVar[str] = ""
+    #: Metrics `evaluate` returns, with their direction. The first is the headline metric.
+    metrics: ClassVar[tuple[MetricInfo, ...]] = ()
+
+    # -- parameters -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def roles(self) -> dict[str, str]:
+        """Role of each parameter tensor, one of ROLES."""
+
+    @abc.abstractmethod
+    def init_params(self, seed: int) -> Params:
+        """Member `seed`'s initial parameters (float32 on the CPU), a pure function of the seed."""
+
+    # -- the objective --------------------------------------------------------------------
+    @abc.abstractmethod
+    def loss(self, params: Params, batch: Batch) -> Tensor:
+        """Scalar training loss of one member on its batch; pure and vmappable."""
+
+    @abc.abstractmethod
+    def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
+        """The minibatch each member sees at `step`; depends only on (seed, step)."""
+
+    @abc.abstractmethod
+    def eval_batch(self, seeds: Tensor) -> MemberBatch:
+        """Data for `evaluate` (full train / held-out sets, or per-member instances)."""
+
+    @abc.abstractmethod
+    def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        """Named scalar metrics of one member; pure and vmappable. Keys match `metrics`."""
+
+    # -- conveniences ---------------------------------------------------------------------
+    def to(self, device: torch.device | str) -> Task:
+        """Move any data the task holds to `device` (default: nothing to move)."""
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The task's settings (its keyword arguments), as stored with every run."""
+        return {k: getattr(self, k) for k in settings_signature(type(self))}
+
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.init_params(0).values())
+
+    def headline_metric(self) -> MetricInfo:
+        return self.metrics[0]
+
+    def metric_info(self, name: str) -> MetricInfo | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+def settings_signature(task_cls: type[Task]) -> dict[str, inspect.Parameter]:
+    """The keyword arguments a task class accepts, from its ``__init__`` signature."""
+    sig = inspect.signature(task_cls.__init__)
+    return {
+        n: p
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def check_roles(task: Task, params: Mapping[str, Tensor]) -> None:
+    """Fail loudly if a task forgot a role or used an unknown one."""
+    roles = task.roles()
+    missing = set(params) - set(roles)
+    if missing:
+        raise OptiscopeError(f"task '{task.name}' gives no role for {sorted(missing)}")
+    bad = {k: r for k, r in roles.items() if r not in ROLES}
+    if bad:
+        raise OptiscopeError(f"task '{task.name}' uses unknown roles {bad}; allowed: {ROLES}")
