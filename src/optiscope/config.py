@@ -211,6 +211,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
         for o in cfg.optimizers:
             for h in expand_grid(o.settings(), _optimizer_types(o.name)):
                 _check_optimizer(o.name, h)
+        if cfg.probes:
+            from optiscope.probes.schedule import validate_probe_config
+
+            validate_probe_config(cfg.probes)
     except OptiscopeError as exc:
         raise OptiscopeError(f"{source}: {exc}") from None
     return cfg

@@ -80,6 +80,7 @@ class EnsembleTrainer:
         self.optimizer = optimizer_cls(
             list(self.params.values()), **hyperparameters, ensemble_dims=1
         )
+        self.optimizer.member_seeds = self.seed_tensor
         self._grad_fn = vmapped(grad_and_value(task.loss))
         self._eval_fn = vmapped(task.evaluate, eval_chunk_size(task, len(self.seeds)))
         self.probe_runner = probe_runner

@@ -35,6 +35,8 @@ def train_member(
     params = {k: v.to(device).requires_grad_(True) for k, v in task.init_params(seed).items()}
     opt = optimizer_cls(list(params.values()), **hyperparameters)
     seed_t = torch.tensor([seed])
+    if hasattr(opt, "member_seeds"):
+        opt.member_seeds = seed_t
     for step in range(steps):
         batch = task.train_batch(seed_t, step).to(device).member(0)
 
@@ -106,6 +108,8 @@ class LoopTrainer:
         params = {k: v.to(self.device).clone().requires_grad_(True) for k, v in init.items()}
         opt = self.optimizer_cls(list(params.values()), **self.hyperparameters)
         seed_t = torch.tensor([seed])
+        if hasattr(opt, "member_seeds"):  # optiscope optimizers key their noise on it
+            opt.member_seeds = seed_t
         eval_batch = task.eval_batch(seed_t).to(self.device).member(0)
         rows: dict[tuple[int, str], float] = {}
         evals = 0

@@ -144,10 +144,21 @@ class EnsembleOptimizer(Optimizer):
             raise HyperparameterError(f"ensemble_dims must be 0 or 1, got {ensemble_dims!r}")
         defaults = {**defaults, "ensemble_dims": ensemble_dims}
         super().__init__(params, defaults)
+        #: Seeds of the members (shape (S,) with ensemble_dims=1, (1,) otherwise). Optimizers
+        #: that draw noise key it on these (optiscope.tasks.data.seeded_normal) so member i's
+        #: noise is the same in an ensemble and in a loop run with seed i. The engines set it;
+        #: in a user's own loop it defaults to seed 0, or to a `seed` hyperparameter if present.
+        self.member_seeds: torch.Tensor | None = None
 
     @property
     def ensemble_dims(self) -> int:
         return int(self.defaults["ensemble_dims"])
+
+    def seeds(self) -> torch.Tensor:
+        """The member seeds noise is keyed on (see `member_seeds`)."""
+        if self.member_seeds is not None:
+            return self.member_seeds
+        return torch.tensor([int(self.defaults.get("seed", 0))])
 
     def chain(self, group: dict[str, Any]) -> Sequence[Transform]:
         """The transforms making up the update for tensors in `group`."""
