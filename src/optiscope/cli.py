@@ -166,7 +166,7 @@ def _list_tasks() -> None:
 
     table = Table(title="tasks", show_lines=True)
     for col in ("name", "family", "settings (defaults)", "metrics", "params", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name in sorted(TASKS, key=lambda n: (TASKS[n].family, n)):
         cls = TASKS[name]
         try:
@@ -185,7 +185,7 @@ def _list_optimizers() -> None:
 
     table = Table(title="optimizers (any torch.optim.Optimizer also runs as \"module:Class\")", show_lines=True)
     for col in ("name", "class", "norm", "hyperparameters (defaults)", "grad evals / step", "tested against"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name in sorted(OPTIMIZERS):
         info = optimizer_info(name)
         hp = ", ".join(f"{k}={v}" for k, v in info.hyperparameters.items())

@@ -7,6 +7,7 @@ Member i's parameters are slice i of every tensor; the task's pure loss is vmapp
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -204,13 +205,16 @@ class EnsembleTrainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Everything needed to resume: tensors and plain values only (weights_only-loadable)."""
+        """Everything needed to resume: tensors and plain values only (weights_only-loadable).
+
+        A snapshot: nothing in it aliases the live tensors, which keep training.
+        """
         return {
             "step": self.step,
-            "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "frozen": self.frozen.cpu(),
-            "frozen_values": {k: v.cpu() for k, v in self._frozen_values.items()},
+            "params": {k: v.detach().cpu().clone() for k, v in self.params.items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "frozen": self.frozen.cpu().clone(),
+            "frozen_values": {k: v.cpu().clone() for k, v in self._frozen_values.items()},
             "diverged_step": [-1 if d is None else d for d in self.diverged_step],
             "grad_evals": self.grad_evals,
             "elapsed": self.elapsed,

@@ -70,6 +70,11 @@ class StepContext:
     optimizer: EnsembleOptimizer
     #: Multiplier on the learning rate for this tensor's final update (bias corrections etc.).
     lr_scale: float = 1.0
+    #: Learning rate of this tensor's final update; None means the group's `lr` (Muon's AdamW
+    #: part sets its own).
+    lr: float | None = None
+    #: Position of the tensor in the optimizer's flat parameter order (names noise streams).
+    index: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
     # -- per-member reductions --------------------------------------------------------
@@ -93,6 +98,11 @@ class StepContext:
     def member_sum(self, t: Tensor) -> Tensor:
         dims = self.member_dims(t)
         return t.sum(dim=dims, keepdim=True) if dims else t
+
+    def normal_like(self, t: Tensor, stream: str, counter: int) -> Tensor:
+        """Seeded standard normals shaped like `t`, member i's keyed on seed i (see
+        `EnsembleOptimizer.normal_like`)."""
+        return self.optimizer.normal_like(t, f"{stream}/{self.index}", counter)
 
 
 class Transform:
@@ -132,10 +142,15 @@ class EnsembleOptimizer(Optimizer):
     norm: ClassVar[str] = "-"
     #: Independent implementation this optimizer is tested against.
     reference: ClassVar[str] = "-"
-    #: Gradient evaluations per `step` (SAM: 2); engines record it for equal-budget comparisons.
-    grad_evals_per_step: ClassVar[int] = 1
+    #: Gradient evaluations per `step` (SAM: 2); engines count the real number and store it for
+    #: equal-budget comparisons. A string where it varies (line search, basin hopping).
+    grad_evals_per_step: ClassVar[int | str] = 1
     #: True when `step` must be given a closure that re-evaluates the loss and gradients.
     needs_closure: ClassVar[bool] = False
+    #: True when the optimizer reads each tensor's role (`hidden`, `head`, ... from the task) from
+    #: a `role` key of its param group; the engines then pass one group per tensor
+    #: (see optiscope.optim.roles.parameters_for).
+    wants_roles: ClassVar[bool] = False
 
     def __init__(
         self, params: Iterable[Any], defaults: dict[str, Any], *, ensemble_dims: int = 0
@@ -164,6 +179,76 @@ class EnsembleOptimizer(Optimizer):
         """The transforms making up the update for tensors in `group`."""
         raise NotImplementedError
 
+    def chain_for(self, group: dict[str, Any], p: Tensor) -> Sequence[Transform]:
+        """The transforms for tensor `p` of `group` (default: the group's chain). Optimizers
+        that treat tensors of one group differently (Muon: matrices vs the rest) override it."""
+        return self.chain(group)
+
+    # -- helpers for optimizers that act on all tensors at once --------------------------------
+    def params_with_grad(self) -> list[Tensor]:
+        """Every parameter that has a gradient, in param-group order."""
+        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    def param_index(self, p: Tensor) -> int:
+        """Position of `p` in the flat parameter order (stable: names noise streams)."""
+        flat = getattr(self, "_flat_index", None)
+        if flat is None or len(flat) != sum(len(g["params"]) for g in self.param_groups):
+            flat = {id(q): i for i, q in enumerate(q for g in self.param_groups for q in g["params"])}
+            self._flat_index = flat
+        return flat[id(p)]
+
+    def per_member(self, values: Tensor, like: Tensor) -> Tensor:
+        """Reshape per-member values (shape (S,) or ()) to broadcast against tensor `like`."""
+        if self.ensemble_dims == 0:
+            return values.reshape(())
+        return values.reshape(values.shape[:1] + (1,) * (like.dim() - 1))
+
+    def member_sq_norm(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Sum of squares over all `tensors`, per member: shape (S,) or () (float32 or wider)."""
+        total = None
+        for t in tensors:
+            dims = tuple(range(self.ensemble_dims, t.dim()))
+            sq = t.square().sum(dim=dims) if dims else t.square()
+            total = sq if total is None else total + sq
+        if total is None:
+            raise OptiscopeError(f"{type(self).__name__}: no parameter has a gradient")
+        return total
+
+    def normal_like(self, t: Tensor, stream: str, counter: int) -> Tensor:
+        """Standard normals shaped like `t`, reproducible from the member seeds.
+
+        Row i is `seeded_normal(seeds[i], stream, counter)`: the same in an ensemble and in a
+        loop run with seed i, whatever the other members are.
+        """
+        from optiscope.tasks.data import seeded_normal
+
+        seeds = self._seeds_for(t.shape[0] if self.ensemble_dims else 1)
+        member_shape = tuple(t.shape[self.ensemble_dims :])
+        z = seeded_normal(seeds, stream, counter, member_shape)
+        if self.ensemble_dims == 0:
+            z = z[0]
+        return z.to(device=t.device, dtype=t.dtype)
+
+    def member_uniform(self, stream: str, counter: int) -> Tensor:
+        """One uniform in (0, 1) per member (shape (S,) or ()), keyed on the member seeds."""
+        from optiscope.tasks.data import seeded_uniform
+
+        n = len(self.seeds()) if self.member_seeds is not None else self._n_members()
+        u = seeded_uniform(self._seeds_for(n), stream, counter, 1)[:, 0].float()
+        return u[0] if self.ensemble_dims == 0 else u
+
+    def _n_members(self) -> int:
+        if self.ensemble_dims == 0:
+            return 1
+        return int(self.param_groups[0]["params"][0].shape[0])
+
+    def _seeds_for(self, n: int) -> Tensor:
+        """`seeds()`, or, for an ensemble built by hand without `member_seeds`, seed + arange(n)."""
+        seeds = self.seeds()
+        if self.member_seeds is None and n != len(seeds):
+            seeds = seeds[0] + torch.arange(n)
+        return seeds
+
     def _init_state(self, p: Tensor, group: dict[str, Any], chain: Sequence[Transform]) -> None:
         state = self.state[p]
         state["step"] = torch.tensor(0.0, dtype=torch.float32)
@@ -187,20 +272,21 @@ class EnsembleOptimizer(Optimizer):
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        chain = self.chain(group)
         for p in group["params"]:
             if p.grad is None:
                 continue
             if p.grad.is_sparse:
                 raise OptiscopeError(f"{type(self).__name__} does not support sparse gradients")
+            chain = self.chain_for(group, p)
             state = self.state[p]
             if not state:
                 self._init_state(p, group, chain)
             state["step"] += 1
-            ctx = StepContext(group["ensemble_dims"], self)
+            ctx = StepContext(group["ensemble_dims"], self, index=self.param_index(p))
             u = -p.grad if group.get("maximize", False) else p.grad
             for t in chain:
                 t.before(p, state, group, ctx)
             for t in chain:
                 u = t.update(u, p, state, group, ctx)
-            p.add_(u, alpha=-group["lr"] * ctx.lr_scale)
+            lr = group["lr"] if ctx.lr is None else ctx.lr
+            p.add_(u, alpha=-lr * ctx.lr_scale)

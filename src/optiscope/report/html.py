@@ -159,7 +159,7 @@ def build_report(store: RunStore, out: str | Path, title: str | None = None) -> 
         sections.append(Section("Empty store", "empty", "<p>No completed cells yet.</p>"))
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("optiscope.report", "templates"),
-        autoescape=jinja2.select_autoescape(disabled_extensions=("html",)),
+        autoescape=False,  # sections are HTML built here; user text is escaped with esc()
     )
     page = env.get_template("report.html").render(
         title=esc(title or (view.cells[0].label and _experiment_name(store)) or store.root.name),

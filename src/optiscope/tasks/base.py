@@ -111,6 +111,16 @@ class Task(abc.ABC):
         """The task's settings (its keyword arguments), as stored with every run."""
         return {k: getattr(self, k) for k in settings_signature(type(self))}
 
+    def metadata(self) -> dict[str, Any]:
+        """Facts about the task's data that runs should record beside the settings.
+
+        Settings say what the user asked for; metadata says what the machine actually had (the
+        language task's corpus file list and content hash, say), so runs on different machines
+        can be told apart. JSON-serialisable; empty for tasks whose data is fully determined by
+        their settings.
+        """
+        return {}
+
     def num_params(self) -> int:
         return sum(t.numel() for t in self.init_params(0).values())
 
@@ -119,6 +129,16 @@ class Task(abc.ABC):
 
     def metric_info(self, name: str) -> MetricInfo | None:
         return next((m for m in self.metrics if m.name == name), None)
+
+
+class TaskSettingError(OptiscopeError, ValueError):
+    """A task setting out of range; the message names the task, the setting and what is allowed."""
+
+
+def require(ok: bool, task: str, setting: str, expected: str, got: Any) -> None:
+    """Raise TaskSettingError unless `ok`: "task 'NAME': setting 'FIELD' must be EXPECTED (got X)"."""
+    if not ok:
+        raise TaskSettingError(f"task '{task}': setting '{setting}' must be {expected} (got {got!r})")
 
 
 def settings_signature(task_cls: type[Task]) -> dict[str, inspect.Parameter]:

@@ -1,0 +1,432 @@
+"""Curvature of the loss from Hessian-vector products only (PyHessian, Yao et al. 2020).
+
+Every estimate says how many Hessian-vector products (HVPs) it spent per member, as PyHessian
+and Cockpit do, so that cost is visible next to the number. HVPs are forward-over-reverse
+(`jvp` of `grad`, Pearlmutter 1994), which works for any task written with torch ops,
+attention and LayerNorm included (BackPACK and Cockpit support only some layer types).
+
+All functions take ``ensemble_dims`` (see `optiscope.probes.members`): 0 for one member, 1 to
+vmap over the members of an ensemble. Random probe vectors are Rademacher and are drawn from
+`generator` outside the vmap, so a member's estimate does not depend on how members are batched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+
+from optiscope.errors import OptiscopeError
+from optiscope.probes.members import (
+    BatchLike,
+    LossFn,
+    Params,
+    check_ensemble_dims,
+    flatten,
+    over_members,
+    unflatten,
+)
+
+DiagonalMethod = Literal["exact", "hutchinson"]
+
+
+# -- Hessian-vector products ------------------------------------------------------------------
+def hvp(loss_fn: LossFn, params: Params, vectors: Params) -> Params:
+    """H v for one member: the directional derivative of the gradient along `vectors`.
+
+    `loss_fn(params) -> scalar`; `vectors` is shaped like `params`. Compose with `vmap` for
+    many vectors or many members.
+    """
+    _, out = jvp(grad(loss_fn), (params,), (vectors,))
+    return out
+
+
+def _hvps(loss_fn: LossFn, params: Params, vectors: Params, chunk_size: int | None) -> Params:
+    """H v_k for a batch of vectors with a leading axis K."""
+    return vmap(lambda v: hvp(loss_fn, params, v), chunk_size=chunk_size)(vectors)
+
+
+def rademacher(
+    params: Mapping[str, Tensor], samples: int, generator: torch.Generator | None, ensemble_dims: int
+) -> Params:
+    """`samples` Rademacher (+-1) vectors shaped like one member's params, per member.
+
+    Shape of each tensor: (S, samples, *member_shape) for an ensemble, (samples, *shape) else.
+    """
+    out = {}
+    for k, t in params.items():
+        lead, shape = t.shape[:ensemble_dims], t.shape[ensemble_dims:]
+        z = torch.randint(0, 2, (*lead, samples, *shape), generator=generator, device="cpu")
+        out[k] = (z * 2 - 1).to(device=t.device, dtype=t.dtype)
+    return out
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise OptiscopeError(f"{name} must be a positive integer, not {value!r}")
+
+
+# -- the Hessian's diagonal -------------------------------------------------------------------
+class HessianDiagonal(dict):
+    """name -> diagonal of that tensor's Hessian block, shaped like the parameter.
+
+    Attributes: `method` ("exact" or "hutchinson"), `samples` (Rademacher probes; 0 if exact),
+    `hvps` (per member) and `stderr` (standard error per entry for Hutchinson, else None).
+    """
+
+    method: str
+    samples: int
+    hvps: int
+    stderr: dict[str, Tensor] | None
+
+
+def _exact_diagonal_core(loss_fn: LossFn, params: Params, chunk_size: int) -> Params:
+    """diag H one coordinate at a time: H e_i for every basis vector, vmapped in chunks.
+
+    P products for P parameters: exact, and meant for small models (the tests' references).
+    """
+    out = {}
+    for name, t in params.items():
+        n = t.numel()
+        pieces = []
+        for start in range(0, n, chunk_size):
+            idx = torch.arange(start, min(start + chunk_size, n), device=t.device)
+            basis = torch.nn.functional.one_hot(idx, n).to(t.dtype).reshape(len(idx), *t.shape)
+
+            def column(e: Tensor, name: str = name) -> Tensor:
+                v = {k: (e if k == name else torch.zeros_like(p)) for k, p in params.items()}
+                return hvp(loss_fn, params, v)[name].reshape(-1)
+
+            cols = vmap(column)(basis)  # (chunk, n): row j is H e_(start + j) within this block
+            pieces.append(cols.gather(1, idx[:, None]).squeeze(1))
+        out[name] = torch.cat(pieces).reshape(t.shape)
+    return out
+
+
+def _hutchinson_core(loss_fn: LossFn, params: Params, z: Params, chunk_size: int | None) -> Params:
+    """z_k * (H z_k) per probe: unbiased for diag H when z has independent +-1 entries."""
+    hz = _hvps(loss_fn, params, z, chunk_size)
+    return {k: z[k] * hz[k] for k in params}
+
+
+def hessian_diagonal(
+    loss_fn: LossFn,
+    params: Params,
+    method: DiagonalMethod = "exact",
+    samples: int = 32,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 256,
+) -> HessianDiagonal:
+    """Diagonal of the loss Hessian, per parameter tensor.
+
+    `exact`: one HVP per coordinate (H e_i)_i, for small models. `hutchinson`:
+    (1/K) sum_k z_k * (H z_k) with K = `samples` Rademacher probes (Bekas et al. 2007; the
+    estimator AdaHessian uses), unbiased, with the per-entry standard error in `.stderr`.
+    """
+    check_ensemble_dims(ensemble_dims)
+    if method == "exact":
+        _check_positive("chunk_size", chunk_size)
+        diag = over_members(
+            lambda f, p: _exact_diagonal_core(f, p, chunk_size), loss_fn, params, batch,
+            ensemble_dims=ensemble_dims,
+        )
+        result = HessianDiagonal(diag)
+        result.method, result.samples, result.stderr = "exact", 0, None
+        result.hvps = sum(t[(0,) * ensemble_dims].numel() for t in params.values())
+        return result
+    if method == "hutchinson":
+        _check_positive("samples", samples)
+        z = rademacher(params, samples, generator, ensemble_dims)
+        per_probe = over_members(
+            lambda f, p, zz: _hutchinson_core(f, p, zz, chunk_size), loss_fn, params, batch, (z,),
+            ensemble_dims=ensemble_dims,
+        )
+        axis = ensemble_dims
+        result = HessianDiagonal({k: v.mean(axis) for k, v in per_probe.items()})
+        result.stderr = (
+            {k: v.std(axis, correction=1) / samples**0.5 for k, v in per_probe.items()}
+            if samples > 1 else None
+        )
+        result.method, result.samples, result.hvps = "hutchinson", samples, samples
+        return result
+    raise OptiscopeError(f"method must be 'exact' or 'hutchinson', not {method!r}")
+
+
+# -- R_med (Jiang, Malik, Li 2023) ------------------------------------------------------------
+class RMed(dict):
+    """name -> R_med of that tensor; `estimator`, `samples`, `hvps` and the `diagonal` used."""
+
+    estimator: str
+    samples: int
+    hvps: int
+    diagonal: HessianDiagonal
+
+
+def r_med_from_diagonal(diagonal: Tensor, ensemble_dims: int = 0) -> Tensor:
+    """max_i |d_i| / median_i |d_i| over one tensor's Hessian diagonal (per member).
+
+    The median interpolates between the two middle values for an even count (numpy's
+    convention). A median of zero (more than half the entries flat, e.g. dead ReLU units)
+    gives inf, which is the statistic's honest value there.
+    """
+    a = diagonal.abs().reshape(*diagonal.shape[:ensemble_dims], -1)
+    return a.amax(-1) / torch.quantile(a, 0.5, dim=-1)
+
+
+def r_med(
+    loss_fn: LossFn,
+    params: Params,
+    method: DiagonalMethod | Literal["auto"] = "auto",
+    samples: int = 32,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+    generator: torch.Generator | None = None,
+    exact_max_params: int = 4096,
+    names: list[str] | None = None,
+) -> RMed:
+    """R^OPT_med per tensor (Jiang, Malik & Li 2023, arXiv 2211.02254; SCIENCE.md section 4).
+
+    For tensor W with Hessian block H_W at `params`: R_med = max_i |(H_W)_ii| / median_i
+    |(H_W)_ii|. `method="auto"` takes the exact diagonal when one member has at most
+    `exact_max_params` parameters and Hutchinson with `samples` probes otherwise; the estimator
+    is recorded on the result. `names` restricts the output to some tensors (the diagonal is
+    still computed for all).
+    """
+    n = sum(t[(0,) * ensemble_dims].numel() for t in params.values()) if ensemble_dims else sum(
+        t.numel() for t in params.values()
+    )
+    chosen = method if method != "auto" else ("exact" if n <= exact_max_params else "hutchinson")
+    diag = hessian_diagonal(
+        loss_fn, params, chosen, samples, batch=batch, ensemble_dims=ensemble_dims,
+        generator=generator,
+    )
+    unknown = set(names or ()) - set(params)
+    if unknown:
+        raise OptiscopeError(f"names {sorted(unknown)} are not parameters; available: {sorted(params)}")
+    result = RMed(
+        {k: r_med_from_diagonal(d, ensemble_dims) for k, d in diag.items() if names is None or k in names}
+    )
+    result.estimator, result.samples, result.hvps, result.diagonal = (
+        diag.method, diag.samples, diag.hvps, diag,
+    )
+    return result
+
+
+# -- Hutchinson trace -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TraceEstimate:
+    """tr H ~ mean_k z_k^T H z_k (Hutchinson 1990); `stderr` is the sample std / sqrt(K)."""
+
+    value: Tensor
+    stderr: Tensor
+    samples: int
+    hvps: int
+
+
+def hessian_trace(
+    loss_fn: LossFn,
+    params: Params,
+    samples: int = 32,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+) -> TraceEstimate:
+    """Hutchinson estimate of the Hessian's trace with Rademacher probes (as PyHessian)."""
+    check_ensemble_dims(ensemble_dims)
+    _check_positive("samples", samples)
+    z = rademacher(params, samples, generator, ensemble_dims)
+
+    def core(f: LossFn, p: Params, zz: Params) -> Tensor:
+        per = _hutchinson_core(f, p, zz, chunk_size)
+        return sum(v.reshape(samples, -1).sum(1) for v in per.values())  # (K,)
+
+    quad = over_members(core, loss_fn, params, batch, (z,), ensemble_dims=ensemble_dims)
+    stderr = quad.std(-1, correction=1) / samples**0.5 if samples > 1 else torch.full_like(quad[..., 0], float("nan"))
+    return TraceEstimate(quad.mean(-1), stderr, samples, samples)
+
+
+# -- Lanczos ----------------------------------------------------------------------------------
+def _restart_vector(n: int, j: int, like: Tensor) -> Tensor:
+    """A fixed, deterministic vector used if the Krylov space is exhausted (beta ~ 0)."""
+    i = torch.arange(n, dtype=like.dtype, device=like.device)
+    return torch.cos(i * (0.7548776662 * (j + 1)) + 0.1 * j)
+
+
+def lanczos_tridiagonal(
+    matvec, v0: Tensor, steps: int
+) -> tuple[Tensor, Tensor]:
+    """(alpha, beta): the Lanczos tridiagonal T of `matvec` from start vector `v0`.
+
+    Full re-orthogonalisation (twice, "twice is enough") against every previous Lanczos
+    vector keeps T's Ritz values faithful in floating point. If the Krylov space is exhausted
+    (beta ~ 0, common for low-rank Hessians) the next vector is a fixed restart direction
+    orthogonalised against the basis; T then decouples, and the new block's Ritz values are
+    still eigenvalues of the operator restricted to an invariant subspace. No data-dependent
+    Python branches, so it runs under vmap. `steps` is capped at the dimension.
+    """
+    n = v0.numel()
+    steps = min(steps, n)
+    q = v0 / torch.linalg.vector_norm(v0)
+    basis = [q]
+    alphas, betas = [], []
+    q_prev = torch.zeros_like(q)
+    beta_prev = torch.zeros((), dtype=q.dtype, device=q.device)
+    scale = torch.zeros((), dtype=q.dtype, device=q.device)
+    for j in range(steps):
+        w = matvec(q)
+        alpha = torch.dot(q, w)
+        alphas.append(alpha)
+        if j == steps - 1:
+            break
+        w = w - alpha * q - beta_prev * q_prev
+        Q = torch.stack(basis)
+        for _ in range(2):
+            w = w - Q.T @ (Q @ w)
+        beta = torch.linalg.vector_norm(w)
+        scale = torch.maximum(scale, alpha.abs() + beta)
+        exhausted = beta <= 1e-10 * scale + torch.finfo(q.dtype).tiny
+        r = _restart_vector(n, j, q)
+        for _ in range(2):
+            r = r - Q.T @ (Q @ r)
+        r = r / torch.linalg.vector_norm(r)
+        q_next = torch.where(exhausted, r, w / torch.where(exhausted, torch.ones_like(beta), beta))
+        beta = torch.where(exhausted, torch.zeros_like(beta), beta)
+        betas.append(beta)
+        q_prev, q, beta_prev = q, q_next, beta
+        basis.append(q)
+    alpha_t = torch.stack(alphas)
+    beta_t = torch.stack(betas) if betas else alpha_t.new_zeros(0)
+    return alpha_t, beta_t
+
+
+def tridiagonal_eigh(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of the symmetric tridiagonal (alpha, beta)."""
+    t = torch.diag_embed(alpha)
+    if beta.shape[-1]:
+        t = t + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    return torch.linalg.eigh(t)
+
+
+def _flat_hvp(loss_fn: LossFn, params: Params):
+    def matvec(v: Tensor) -> Tensor:
+        return flatten(hvp(loss_fn, params, unflatten(v, params)))
+
+    return matvec
+
+
+@dataclass(frozen=True)
+class Eigenvalues:
+    """Largest eigenvalues of the Hessian, largest first, and the HVPs spent."""
+
+    values: Tensor
+    hvps: int
+    iterations: int
+
+
+def top_hessian_eigenvalues(
+    loss_fn: LossFn,
+    params: Params,
+    k: int = 1,
+    iterations: int = 64,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+    generator: torch.Generator | None = None,
+) -> Eigenvalues:
+    """The k largest (algebraic) Hessian eigenvalues by Lanczos with full re-orthogonalisation.
+
+    Lanczos rather than PyHessian's power iteration: for the same number of HVPs its extreme
+    Ritz values converge much faster (Golub & Van Loan, ch. 10), and it yields k at once.
+    `iterations` (HVPs per member) is capped at the number of parameters, where it is exact.
+    """
+    check_ensemble_dims(ensemble_dims)
+    _check_positive("k", k)
+    _check_positive("iterations", iterations)
+    dim = sum(t[(0,) * ensemble_dims].numel() for t in params.values())
+    if k > dim:
+        raise OptiscopeError(f"k must be at most the number of parameters ({dim}), not {k}")
+    steps = min(max(iterations, k), dim)
+    z = rademacher(params, 1, generator, ensemble_dims)  # (S?, 1, *shape): one start per member
+    v0 = torch.cat([t.reshape(*t.shape[:ensemble_dims], -1) for t in z.values()], dim=-1)
+
+    def core(f: LossFn, p: Params, start: Tensor) -> Tensor:
+        alpha, beta = lanczos_tridiagonal(_flat_hvp(f, p), start, steps)
+        theta, _ = tridiagonal_eigh(alpha, beta)
+        return theta.flip(-1)[:k]
+
+    values = over_members(core, loss_fn, params, batch, (v0,), ensemble_dims=ensemble_dims)
+    return Eigenvalues(values, steps, steps)
+
+
+# -- spectral density (stochastic Lanczos quadrature) -----------------------------------------
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Gauss quadrature of the Hessian's spectral measure (Ghorbani et al. 2019; PyHessian).
+
+    `nodes` and `weights` have shape (..., vectors, steps); the weights over all nodes sum to
+    one, so sum(weights * nodes**p) estimates (1/P) tr(H^p) (unbiased, exact in each vector's
+    quadrature for p < 2 * steps).
+    """
+
+    nodes: Tensor
+    weights: Tensor
+    hvps: int
+
+    def moment(self, p: int) -> Tensor:
+        return (self.weights * self.nodes**p).sum((-2, -1))
+
+    def density(self, grid: Tensor, sigma: float) -> Tensor:
+        """Gaussian-smoothed density on `grid` (PyHessian's plot); integrates to ~1."""
+        g = grid.to(self.nodes.dtype)
+        d = self.nodes[..., None] - g
+        kernel = torch.exp(-0.5 * (d / sigma) ** 2) / (sigma * (2 * torch.pi) ** 0.5)
+        return (self.weights[..., None] * kernel).sum((-3, -2))
+
+
+def hessian_spectral_density(
+    loss_fn: LossFn,
+    params: Params,
+    vectors: int = 4,
+    steps: int = 32,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+    generator: torch.Generator | None = None,
+) -> SpectralDensity:
+    """Stochastic Lanczos quadrature with `vectors` Rademacher starts of `steps` Lanczos steps.
+
+    For each start v (normalised), the eigen-decomposition T = U diag(theta) U^T of the Lanczos
+    tridiagonal gives nodes theta_j and weights U_0j^2: the Gauss quadrature of the measure
+    sum_i (v . u_i)^2 delta(lambda_i), whose expectation is the spectral density.
+    """
+    check_ensemble_dims(ensemble_dims)
+    _check_positive("vectors", vectors)
+    _check_positive("steps", steps)
+    dim = sum(t[(0,) * ensemble_dims].numel() for t in params.values())
+    m = min(steps, dim)
+    z = rademacher(params, vectors, generator, ensemble_dims)
+    lead = 2 if ensemble_dims else 1
+    starts = torch.cat([t.reshape(*t.shape[:lead], -1) for t in z.values()], dim=-1)
+
+    def core(f: LossFn, p: Params, v: Tensor) -> tuple[Tensor, Tensor]:
+        matvec = _flat_hvp(f, p)
+
+        def one(start: Tensor) -> tuple[Tensor, Tensor]:
+            alpha, beta = lanczos_tridiagonal(matvec, start, m)
+            theta, u = tridiagonal_eigh(alpha, beta)
+            return theta, u[0] ** 2
+
+        return vmap(one)(v)
+
+    nodes, weights = over_members(core, loss_fn, params, batch, (starts,), ensemble_dims=ensemble_dims)
+    return SpectralDensity(nodes, weights / vectors, vectors * m)

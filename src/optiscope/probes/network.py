@@ -1,0 +1,130 @@
+"""Properties of a whole network: dead units, margins, similarity and connectivity of members.
+
+Dead units and margins are per member; CKA and the loss barrier compare members with each other
+(Pascanu et al. 2025 list both as ways optimizers shape solutions). Activations and logits are
+tensors with leading member axes where given; nothing loops over members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from optiscope.errors import OptiscopeError
+from optiscope.probes.members import BatchLike, LossFn, Params, check_ensemble_dims, split_batch
+
+
+def dead_unit_fraction(activations: Tensor) -> Tensor:
+    """Fraction of units that are <= 0 on every example: (..., n_examples, units) -> (...).
+
+    For ReLU activations a unit that never fires on the probe batch gets no gradient there
+    (Lu et al. 2019 "Dying ReLU"); it is a simple, batch-dependent proxy for lost capacity.
+    """
+    if activations.dim() < 2:
+        raise OptiscopeError(f"activations must be (..., examples, units), got shape {tuple(activations.shape)}")
+    return (activations <= 0).all(-2).to(activations.dtype).mean(-1)
+
+
+def classification_margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean over examples of z_y - max_{c != y} z_c: (..., n, C), (..., n) -> (...).
+
+    Negative on misclassified examples; the mean is the unnormalised output margin.
+    """
+    if logits.shape[:-1] != labels.shape:
+        raise OptiscopeError(f"logits (..., n, C) and labels (..., n) disagree: {tuple(logits.shape)} vs {tuple(labels.shape)}")
+    true = logits.gather(-1, labels[..., None]).squeeze(-1)
+    others = logits.scatter(-1, labels[..., None], float("-inf"))
+    return (true - others.amax(-1)).mean(-1)
+
+
+def _centred_gram(x: Tensor) -> Tensor:
+    x = x - x.mean(-2, keepdim=True)
+    return x @ x.transpose(-1, -2)
+
+
+def linear_cka(x: Tensor, y: Tensor) -> Tensor:
+    """Linear CKA (Kornblith et al. 2019) of representations (..., n, d1) and (..., n, d2).
+
+    CKA = <K_x, K_y>_F / (||K_x||_F ||K_y||_F) with K the centred Gram matrices of the same n
+    inputs; invariant to orthogonal transforms and isotropic scaling of either representation.
+    """
+    if x.shape[-2] != y.shape[-2]:
+        raise OptiscopeError(f"x and y must describe the same examples (axis -2): {tuple(x.shape)} vs {tuple(y.shape)}")
+    kx, ky = _centred_gram(x), _centred_gram(y)
+    num = (kx * ky).sum((-2, -1))
+    return num / (torch.linalg.matrix_norm(kx) * torch.linalg.matrix_norm(ky))
+
+
+def linear_cka_matrix(representations: Tensor) -> Tensor:
+    """(S, S) linear CKA between every pair of members' representations (S, n, d)."""
+    k = _centred_gram(representations).flatten(1)
+    k = k / torch.linalg.vector_norm(k, dim=1, keepdim=True)
+    return k @ k.T
+
+
+def mean_cka_to_others(representations: Tensor) -> Tensor:
+    """For each member, its mean CKA to the other members (S,): how alike the solutions are."""
+    s = representations.shape[0]
+    if s < 2:
+        return torch.full((s,), float("nan"), dtype=representations.dtype)
+    m = linear_cka_matrix(representations)
+    return (m.sum(1) - m.diagonal()) / (s - 1)
+
+
+# -- linear mode connectivity ----------------------------------------------------------------
+def loss_along_line(
+    loss_fn: LossFn,
+    params_a: Params,
+    params_b: Params,
+    alphas: Tensor,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+) -> Tensor:
+    """L((1 - alpha) theta_a + alpha theta_b) for each alpha: (..., len(alphas))."""
+    check_ensemble_dims(ensemble_dims)
+    per_member, shared = split_batch(batch)
+
+    def at(pa: Params, pb: Params, pm: Mapping[str, Tensor], alpha: Tensor) -> Tensor:
+        p = {k: torch.lerp(pa[k], pb[k], alpha) for k in pa}
+        return loss_fn(p) if batch is None else loss_fn(p, {**pm, **shared})
+
+    line = vmap(at, in_dims=(None, None, None, 0))
+    if ensemble_dims:
+        line = vmap(line, in_dims=(0, 0, 0, None))
+    return line(params_a, params_b, per_member, alphas.to(next(iter(params_a.values())).dtype))
+
+
+def loss_barrier(
+    loss_fn: LossFn,
+    params_a: Params,
+    params_b: Params,
+    points: int = 11,
+    *,
+    batch: BatchLike = None,
+    ensemble_dims: int = 0,
+) -> Tensor:
+    """max_alpha [L(theta_alpha) - ((1 - alpha) L(theta_a) + alpha L(theta_b))] on a grid.
+
+    Frankle et al. 2020 (linear mode connectivity): 0 when the straight path between the two
+    solutions is no worse than the chord, positive when a barrier separates them. The grid of
+    `points` includes both ends, so the result is >= 0.
+    """
+    if points < 2:
+        raise OptiscopeError(f"points must be >= 2 (the two ends at least), not {points}")
+    alphas = torch.linspace(0.0, 1.0, points)
+    losses = loss_along_line(loss_fn, params_a, params_b, alphas, batch=batch, ensemble_dims=ensemble_dims)
+    a = alphas.to(losses)
+    chord = (1 - a) * losses[..., :1] + a * losses[..., -1:]
+    return (losses - chord).amax(-1)
+
+
+def rolled(params: Params, shift: int = 1) -> Params:
+    """Member i gets member (i + shift) mod S's parameters: the partner in pairwise probes."""
+    return {k: torch.roll(v, -shift, dims=0) for k, v in params.items()}
+
+
+RepresentationFn = Callable[[Params, Mapping[str, Tensor]], dict[str, Tensor]]
