@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from optiscope.errors import OptiscopeError
@@ -42,13 +49,17 @@ class _RichProgress:
 
     def start(self, total_steps: int) -> None:
         self.task_id = self.p.add_task("training", total=max(total_steps, 1), rate="")
-        self._last = (0.0, 0)
 
     def cell(self, cell: Any, index: int, n: int) -> None:
-        self.p.update(self.task_id, description=f"[{index + 1}/{n}] {cell.task} · {cell.display_name}")
+        name = f"{cell.task} · {cell.display_name}"
+        name = name if len(name) <= 36 else name[:35] + "…"
+        self.p.update(self.task_id, description=f"[{index + 1}/{n}] {name}")
 
     def advance(self, steps: int) -> None:
         self.p.advance(self.task_id, steps)
+        speed = self.p.tasks[self.task_id].speed
+        if speed:
+            self.p.update(self.task_id, rate=f"{speed:,.1f} steps/s")
 
 
 @app.command()
@@ -80,28 +91,19 @@ def run(
     )
     columns = (
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
-        TextColumn("{task.speed:>7.1f} steps/s" if False else "[progress.percentage]{task.percentage:>3.0f}%"),
+        TextColumn("steps"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, disable=not sys.stderr.isatty() and not sys.stdout.isatty()) as bar:
-        rp = _RichProgress(bar)
-        original_advance = rp.advance
-
-        def advance(n: int) -> None:
-            original_advance(n)
-            t = bar.tasks[0]
-            if t.speed:
-                bar.update(rp.task_id, rate=f"{t.speed:.1f} steps/s")
-
-        rp.advance = advance  # type: ignore[method-assign]
+    with Progress(*columns, console=console) as bar:
         try:
             summary = run_experiment(
-                cfg, run_store, device=dev, progress=rp, config_text=experiment.read_text(),
-                probe_runner_factory=probe_factory,
+                cfg, run_store, device=dev, progress=_RichProgress(bar),
+                config_text=experiment.read_text(), probe_runner_factory=probe_factory,
             )
         except OptiscopeError as exc:
             fail(str(exc))

@@ -18,6 +18,7 @@ from torch.func import grad_and_value, vmap
 
 from optiscope.engine.result import CellResult, MetricLog
 from optiscope.optim.base import EnsembleOptimizer
+from optiscope.optim.roles import parameters_for
 from optiscope.tasks.base import MemberBatch, Params, Task
 
 ProgressFn = Callable[[int], None]
@@ -79,7 +80,8 @@ class EnsembleTrainer:
             k: v.clone().requires_grad_(True) for k, v in self.init_params.items()
         }
         self.optimizer = optimizer_cls(
-            list(self.params.values()), **hyperparameters, ensemble_dims=1
+            parameters_for(optimizer_cls, self.params, task.roles()),
+            **hyperparameters, ensemble_dims=1,
         )
         self.optimizer.member_seeds = self.seed_tensor
         self._grad_fn = vmapped(grad_and_value(task.loss))

@@ -17,6 +17,7 @@ import torch
 from torch.optim import Optimizer
 
 from optiscope.engine.result import CellResult, MetricLog
+from optiscope.optim.roles import parameters_for
 from optiscope.tasks.base import Params, Task
 
 ProgressFn = Callable[[int], None]
@@ -33,7 +34,7 @@ def train_member(
 ) -> tuple[Params, Optimizer]:
     """Train one member for `steps` steps; returns its parameters and optimizer (for tests)."""
     params = {k: v.to(device).requires_grad_(True) for k, v in task.init_params(seed).items()}
-    opt = optimizer_cls(list(params.values()), **hyperparameters)
+    opt = optimizer_cls(parameters_for(optimizer_cls, params, task.roles()), **hyperparameters)
     seed_t = torch.tensor([seed])
     if hasattr(opt, "member_seeds"):
         opt.member_seeds = seed_t
@@ -106,7 +107,9 @@ class LoopTrainer:
         task = self.task
         init = task.init_params(seed)
         params = {k: v.to(self.device).clone().requires_grad_(True) for k, v in init.items()}
-        opt = self.optimizer_cls(list(params.values()), **self.hyperparameters)
+        opt = self.optimizer_cls(
+            parameters_for(self.optimizer_cls, params, task.roles()), **self.hyperparameters
+        )
         seed_t = torch.tensor([seed])
         if hasattr(opt, "member_seeds"):  # optiscope optimizers key their noise on it
             opt.member_seeds = seed_t
@@ -150,8 +153,8 @@ class LoopTrainer:
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 log_eval(step + 1)
             if on_step is not None:
-                on_step(1)
+                on_step(1 / len(self.seeds))  # progress counts cell steps, as the ensemble's
         if diverged_at is not None and on_step is not None:
-            on_step(steps - diverged_at)
+            on_step((steps - diverged_at) / len(self.seeds))
         final = {k: v.detach().cpu() for k, v in params.items()}
         return rows, diverged_at, final, init, evals

@@ -1,15 +1,112 @@
-"""Probe scheduling from a config's [probes] section (placeholder until the probes land)."""
+"""The `[probes]` section of an experiment: which probes, how often, at what cost.
+
+Probes come in cost tiers, as Cockpit's economy/business/full (Schneider et al. 2021):
+
+- ``cheap``: weights only and one gradient: per-tensor sparsity, Hoyer, norms, ranks, distance
+  from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass).
+- ``geometry``: cheap, plus Hessian trace and R_med from shared Hutchinson probes, the top
+  Hessian eigenvalue(s) by Lanczos, and the gradient noise scale (per-example gradients).
+- ``full``: geometry, plus the spectral density (SLQ), CKA between members and the loss barrier
+  between neighbouring members.
+
+Example::
+
+    [probes]
+    tier = "geometry"      # cheap | geometry | full
+    cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
+    points = 12
+    samples = 8            # Hutchinson probes (trace and R_med share them)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
 
 from optiscope.errors import OptiscopeError
 
+TIERS: dict[str, tuple[str, ...]] = {
+    "cheap": ("weights", "gradient", "update", "network"),
+    "geometry": ("weights", "gradient", "update", "network", "trace", "r_med", "top_eig", "noise_scale"),
+    "full": (
+        "weights", "gradient", "update", "network", "trace", "r_med", "top_eig", "noise_scale",
+        "density", "cka", "barrier",
+    ),
+}
+#: Every probe group a config may name in `probes = [...]`.
+PROBE_GROUPS: tuple[str, ...] = TIERS["full"]
+
+
+class ProbeConfig(BaseModel):
+    """`[probes]`: a tier (or an explicit list of probe groups), a cadence and estimator sizes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Literal["cheap", "geometry", "full"] = "cheap"
+    probes: list[str] | None = Field(None, description="probe groups; overrides the tier's list")
+    cadence: Literal["log", "every"] = "log"
+    every: int = Field(100, ge=1, description="steps between probes with cadence = 'every'")
+    points: int = Field(12, ge=2, description="about this many log-spaced probe steps")
+    samples: int = Field(8, ge=1, description="Hutchinson probes for trace and R_med")
+    lanczos_steps: int = Field(16, ge=2, description="Lanczos steps for the top eigenvalues")
+    top_k: int = Field(1, ge=1, description="how many top Hessian eigenvalues")
+    slq_vectors: int = Field(2, ge=1, description="start vectors of stochastic Lanczos quadrature")
+    slq_steps: int = Field(24, ge=2, description="Lanczos steps per SLQ vector")
+    exact_diagonal_max: int = Field(2048, ge=0, description="exact Hessian diagonal up to this many parameters")
+    sparsity_thresholds: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
+    barrier_points: int = Field(11, ge=2, description="points on the line for the loss barrier")
+
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.probes) if self.probes is not None else TIERS[self.tier]
+
+    def steps(self, total_steps: int) -> list[int]:
+        """The steps probed in a run of `total_steps`: always 0 and the last step."""
+        if self.cadence == "every":
+            s = set(range(0, total_steps + 1, self.every))
+        else:
+            s = set(np.unique(np.round(np.geomspace(1, max(total_steps, 1), self.points - 1))).astype(int).tolist())
+        return sorted(s | {0, total_steps})
+
+
+def parse_probe_config(raw: dict[str, Any]) -> ProbeConfig:
+    """Validate a `[probes]` table; errors name the field and the allowed values."""
+    unknown = set(raw) - set(ProbeConfig.model_fields)
+    if unknown:
+        raise OptiscopeError(
+            f"[probes]: unknown field(s) {sorted(unknown)}; allowed: {', '.join(ProbeConfig.model_fields)}"
+        )
+    try:
+        cfg = ProbeConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            field = ".".join(str(x) for x in e["loc"])
+            parts.append(f"probes.{field}: {e['msg']} (got {e.get('input')!r})")
+        raise OptiscopeError("; ".join(parts)) from None
+    if cfg.probes is not None:
+        bad = [p for p in cfg.probes if p not in PROBE_GROUPS]
+        if bad or not cfg.probes:
+            raise OptiscopeError(
+                f"probes.probes: unknown probe group(s) {bad or '(empty list)'}; allowed: {', '.join(PROBE_GROUPS)}"
+            )
+    if any(t < 0 for t in cfg.sparsity_thresholds):
+        raise OptiscopeError(f"probes.sparsity_thresholds must be >= 0, got {cfg.sparsity_thresholds}")
+    return cfg
+
 
 def validate_probe_config(raw: dict[str, Any]) -> None:
-    raise OptiscopeError("[probes] is not supported yet")
+    """Called by `optiscope.config` for a config with a `[probes]` table."""
+    parse_probe_config(raw)
 
 
 def probe_runner_from_config(cfg: Any) -> Any:
-    return None
+    """The engine's probe runner for an `ExperimentConfig`, or None without `[probes]`."""
+    raw = getattr(cfg, "probes", None)
+    if not raw:
+        return None
+    from optiscope.probes.trajectory import TrajectoryProbes
+
+    return TrajectoryProbes(parse_probe_config(raw))

@@ -1,4 +1,9 @@
-"""Read what a report needs from a store: cells, their runs, curves and final values."""
+"""Read what a report needs from a store: cells, their runs, curves and final values.
+
+Every stored value of a cell is fetched once (one query per cell) and cached, so the sections can
+ask for curves and final values freely. Outcomes for statistics come from `outcomes`, which
+encodes a diverged seed as the worst value of its metric (never as missing).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class CellRuns:
     wall_time_s: float
     grad_evals: int
     mode: str
+    task_settings: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
 
     @property
     def n_ok(self) -> int:
@@ -52,12 +59,13 @@ class StoreView:
 
     store: RunStore
     cells: list[CellRuns] = field(default_factory=list)
+    _cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, store: RunStore) -> StoreView:
         data = store.fetch(
             "SELECT cell_id, task, task_settings, optimizer, label, hyperparameters, seed, "
-            "run_id, status, diverged_step, error, wall_time_s, grad_evals, mode "
+            "run_id, status, diverged_step, error, wall_time_s, grad_evals, mode, steps "
             "FROM runs ORDER BY created_at, cell_id, member"
         )
         view = cls(store)
@@ -74,7 +82,8 @@ class StoreView:
                     cid, task_key, str(data["task"][i]), str(data["optimizer"][i]),
                     str(data["label"][i]), json.loads(str(data["hyperparameters"][i])),
                     [], [], [], [], _none(data["error"][i]), float(data["wall_time_s"][i]),
-                    int(data["grad_evals"][i]), str(data["mode"][i]),
+                    int(data["grad_evals"][i]), str(data["mode"][i]), settings,
+                    int(data["steps"][i]),
                 )
             c = by_cell[cid]
             c.seeds.append(int(data["seed"][i]))
@@ -83,6 +92,7 @@ class StoreView:
             d = data["diverged_step"][i]
             c.diverged_step.append(None if _is_null(d) else int(d))
         view.cells = list(by_cell.values())
+        _unique_labels(view.cells)
         return view
 
     def tasks(self) -> list[str]:
@@ -92,35 +102,67 @@ class StoreView:
         return [c for c in self.cells if c.task_key == task_key]
 
     def metric_names(self, task_key: str) -> list[str]:
-        ids = [c.cell_id for c in self.cells_of(task_key)]
-        if not ids:
-            return []
-        rows = self.store.connect().execute(
-            "SELECT DISTINCT m.name FROM metrics m JOIN runs r USING (run_id) "
-            "WHERE list_contains(?, r.cell_id) ORDER BY m.name", [ids]
-        ).fetchall()
-        return [r[0] for r in rows]
+        names: dict[str, None] = {}
+        for c in self.cells_of(task_key):
+            names.update(dict.fromkeys(self._metrics(c)))
+        return sorted(names)
+
+    def outcome_metrics(self, task_key: str) -> list[str]:
+        """Metrics describing outcomes (not bookkeeping nor per-batch), headline first."""
+        names = [n for n in self.metric_names(task_key) if n not in BOOKKEEPING and n != "batch_loss"]
+        head = self.headline_metric(task_key)
+        return ([head] if head in names else []) + [n for n in names if n != head]
+
+    def headline_metric(self, task_key: str) -> str | None:
+        """The task's first declared metric if stored, else the first outcome metric."""
+        cells = self.cells_of(task_key)
+        stored = [n for n in self.metric_names(task_key) if n not in BOOKKEEPING and n != "batch_loss"]
+        if not cells or not stored:
+            return None
+        from optiscope.tasks.registry import task_class
+
+        try:
+            declared = [m.name for m in task_class(cells[0].task).metrics]
+        except Exception:  # a task no longer registered: the store still reads
+            declared = []
+        for name in declared:
+            if name in stored:
+                return name
+        return stored[0]
+
+    def _metrics(self, cell: CellRuns) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if cell.cell_id not in self._cache:
+            d = self.store.fetch(
+                "SELECT m.run_id, m.step, m.name, m.value FROM metrics m JOIN runs r USING (run_id) "
+                "WHERE r.cell_id = ? ORDER BY m.name, m.step", [cell.cell_id]
+            )
+            row = {r: i for i, r in enumerate(cell.run_ids)}
+            out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            names = np.asarray(d["name"], dtype=object)
+            for name in dict.fromkeys(names.tolist()):
+                sel = names == name
+                steps_all = np.asarray(d["step"])[sel]
+                steps = np.unique(steps_all)
+                col = np.searchsorted(steps, steps_all)
+                rows = np.array([row[str(r)] for r in np.asarray(d["run_id"], dtype=object)[sel]])
+                values = np.full((len(cell.run_ids), len(steps)), np.nan)
+                values[rows, col] = np.asarray(d["value"])[sel]
+                out[str(name)] = (steps, values)
+            self._cache[cell.cell_id] = out
+        return self._cache[cell.cell_id]
 
     def curves(self, cell: CellRuns, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values[member, step]) of metric `name`; NaN where a member has no value."""
-        d = self.store.fetch(
-            "SELECT m.run_id, m.step, m.value FROM metrics m JOIN runs r USING (run_id) "
-            "WHERE r.cell_id = ? AND m.name = ? ORDER BY m.step", [cell.cell_id, name]
-        )
-        steps = np.unique(d["step"]) if len(d["step"]) else np.array([], dtype=np.int64)
-        values = np.full((len(cell.run_ids), len(steps)), np.nan)
-        if len(steps):
-            row = {r: i for i, r in enumerate(cell.run_ids)}
-            col = {int(s): j for j, s in enumerate(steps)}
-            for r, s, v in zip(d["run_id"], d["step"], d["value"], strict=True):
-                values[row[str(r)], col[int(s)]] = v
-        return steps, values
+        m = self._metrics(cell)
+        if name not in m:
+            return np.array([], dtype=np.int64), np.full((len(cell.run_ids), 0), np.nan)
+        return m[name]
 
     def final_values(self, cell: CellRuns, name: str) -> np.ndarray:
         """Each member's value of `name` at the cell's last evaluated step.
 
         Diverged and failed members get NaN: callers show them as counts, never drop them
-        silently.
+        silently (see `outcomes` for the worst-value encoding statistics use).
         """
         steps, values = self.curves(cell, name)
         out = np.full(len(cell.run_ids), np.nan)
@@ -129,6 +171,29 @@ class StoreView:
             ok = np.array([s == "ok" for s in cell.status])
             out[ok] = last[ok]
         return out
+
+    def outcomes(self, cell: CellRuns, name: str, goal: str) -> np.ndarray:
+        """Final values of the cell's non-failed members with diverged ones as the worst value.
+
+        A diverged member (or one whose final value is not finite) gets +inf for a metric to
+        minimise and -inf for one to maximise, so rank statistics count it as a loss. Failed
+        members (the cell raised: a bug, not an outcome) are left out and shown as counts.
+        """
+        worst = np.inf if goal == "min" else -np.inf
+        vals = self.final_values(cell, name)
+        keep = np.array([s != "failed" for s in cell.status], dtype=bool)
+        vals = np.where(np.isfinite(vals), vals, worst)
+        return vals[keep]
+
+
+def _unique_labels(cells: list[CellRuns]) -> None:
+    """Make labels unique within a task (two cells may share a user-given label)."""
+    seen: dict[tuple[str, str], int] = {}
+    for c in cells:
+        key = (c.task_key, c.label)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            c.label = f"{c.label} #{seen[key]}"
 
 
 def _is_null(v: Any) -> bool:

@@ -1,0 +1,192 @@
+"""Basin hopping over a noisy SGD local search (Wales & Doye 1997; scipy.optimize.basinhopping;
+the variants compared by Inan, Liu & Shehu 2024).
+
+The schedule, in steps (k = `hop_interval`):
+- k local steps of SGD (`local`: plain 'sgd', 'nig' noise in the gradient, or 'nim' noise in
+  the model) from the starting point;
+- a *decision step*: the current point x' is compared with the last accepted point x on the
+  current minibatch (two loss evaluations, both counted) and accepted by the rule:
+  'always' (bh), 'monotonic' (monotonic_bh: iff f(x') < f(x)) or 'metropolis' (metropolis_bh:
+  with probability min(1, exp(-(f(x') - f(x)) / temperature))). The first decision accepts.
+  After it the parameters are the accepted point: a rejecting decision puts them back exactly.
+- the next local phase starts from the accepted point moved by N(0, perturbation^2) (the hop).
+So a cycle is k + 1 steps and k + 2 gradient evaluations. In an ensemble every member decides
+for itself (vectorised); all noise, and the Metropolis draws, are keyed on the member seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from optiscope.errors import OptiscopeError
+from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.noise import perturbed_closure
+
+ACCEPTANCE = ("always", "monotonic", "metropolis")
+LOCAL = ("sgd", "nig", "nim")
+
+
+class BasinHopping(EnsembleOptimizer):
+    """Basin hopping with a choice of acceptance rule (see the module docstring)."""
+
+    norm = "euclidean (l2) local search + hops"
+    reference = "closed forms: rejection restores the accepted point; same seed, same noise"
+    grad_evals_per_step = "(hop_interval + 2) / (hop_interval + 1); counted"
+    needs_closure = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.01,
+        hop_interval: int = 20,
+        perturbation: float = 0.01,
+        local: str = "nig",
+        noise_std: float = 0.01,
+        acceptance: str = "always",
+        temperature: float = 0.01,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        check_hyperparameter("lr", lr, 0.0)
+        check_hyperparameter("hop_interval", hop_interval, 1)
+        check_hyperparameter("perturbation", perturbation, 0.0)
+        check_hyperparameter("noise_std", noise_std, 0.0)
+        check_hyperparameter("temperature", temperature, 0.0, low_open=True)
+        if local not in LOCAL:
+            raise HyperparameterError(f"local must be one of {LOCAL}, got {local!r}")
+        if acceptance not in ACCEPTANCE:
+            raise HyperparameterError(f"acceptance must be one of {ACCEPTANCE}, got {acceptance!r}")
+        defaults = dict(
+            lr=lr, hop_interval=int(hop_interval), perturbation=perturbation, local=local,
+            noise_std=noise_std, acceptance=acceptance, temperature=temperature,
+        )
+        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+
+    # -- bookkeeping on the first group (carried by state_dict) ---------------------------
+    def _counter(self) -> int:
+        return int(self.param_groups[0].setdefault("bh_step", 0))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if closure is None:
+            raise OptiscopeError(f"{type(self).__name__}.step needs a closure")
+        group = self.param_groups[0]
+        c = self._counter()
+        k = group["hop_interval"]
+        phase = c % (k + 1)
+        if phase == k:
+            loss = self._decide(closure, c)
+        else:
+            if phase == 0 and c > 0:
+                self._hop(c)
+            loss = self._local_step(closure, c)
+        group["bh_step"] = c + 1
+        return loss
+
+    def _all(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _hop(self, c: int) -> None:
+        s = self.param_groups[0]["perturbation"]
+        if s == 0:
+            return
+        for p in self._all():
+            p.add_(self.normal_like(p, f"bh-hop/{self.param_index(p)}", c), alpha=s)
+
+    def _local_step(self, closure: Callable[[], Any], c: int) -> Any:
+        group = self.param_groups[0]
+        sigma = group["noise_std"]
+        if group["local"] == "nim":
+            loss = perturbed_closure(self, closure, "bh-nim", lambda g: sigma, counter=c)
+        else:
+            with torch.enable_grad():
+                loss = closure()
+        for p in self._all():
+            if p.grad is None:
+                continue
+            g = p.grad
+            if group["local"] == "nig" and sigma != 0:
+                g = g + sigma * self.normal_like(p, f"bh-nig/{self.param_index(p)}", c)
+            p.add_(g, alpha=-group["lr"])
+        return loss
+
+    def _decide(self, closure: Callable[[], Any], c: int) -> Any:
+        group = self.param_groups[0]
+        with torch.enable_grad():
+            loss_new = torch.as_tensor(closure()).detach()
+        params = self._all()
+        if "accepted" not in self.state[params[0]]:  # the first decision accepts
+            for p in params:
+                self.state[p]["accepted"] = p.detach().clone()
+            group["accepts"] = torch.ones_like(loss_new)
+            return loss_new
+        current = [p.detach().clone() for p in params]
+        for p in params:
+            p.copy_(self.state[p]["accepted"])
+        with torch.enable_grad():
+            loss_old = torch.as_tensor(closure()).detach()
+        accept = self.accept(loss_new, loss_old, c)
+        for p, x_new in zip(params, current, strict=True):
+            chosen = torch.where(self.per_member(accept, p), x_new, p)
+            p.copy_(chosen)
+            self.state[p]["accepted"] = chosen.clone()
+        group["accepts"] = group.get("accepts", torch.zeros_like(loss_new)) + accept.to(loss_new)
+        return loss_new
+
+    def accept(self, loss_new: torch.Tensor, loss_old: torch.Tensor, c: int) -> torch.Tensor:
+        """Per-member acceptance (bool, shape of the losses); a non-finite new loss rejects."""
+        rule = self.param_groups[0]["acceptance"]
+        finite = torch.isfinite(loss_new)
+        if rule == "always":
+            return finite
+        better = loss_new < loss_old
+        if rule == "monotonic":
+            return better & finite
+        u = self.member_uniform("bh-metropolis", c).to(loss_new.device)
+        t = self.param_groups[0]["temperature"]
+        prob = torch.exp(-(loss_new - loss_old).double() / t).clamp(max=1.0)
+        return (better | (u.double() < prob)) & finite
+
+
+class MonotonicBasinHopping(BasinHopping):
+    """Monotonic basin hopping (Leary 2000): a hop is kept only if it lowers the loss."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.01,
+        hop_interval: int = 20,
+        perturbation: float = 0.01,
+        local: str = "nig",
+        noise_std: float = 0.01,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        super().__init__(
+            params, lr, hop_interval, perturbation, local, noise_std, acceptance="monotonic",
+            ensemble_dims=ensemble_dims,
+        )
+
+
+class MetropolisBasinHopping(BasinHopping):
+    """Metropolis basin hopping (Wales & Doye 1997; scipy's default acceptance)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.01,
+        hop_interval: int = 20,
+        perturbation: float = 0.01,
+        local: str = "nig",
+        noise_std: float = 0.01,
+        temperature: float = 0.01,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        super().__init__(
+            params, lr, hop_interval, perturbation, local, noise_std, acceptance="metropolis",
+            temperature=temperature, ensemble_dims=ensemble_dims,
+        )

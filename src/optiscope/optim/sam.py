@@ -1,0 +1,166 @@
+"""Sharpness-aware minimisation, wrapping any base optimizer (Foret et al. 2021; ASAM: Kwon et
+al. 2021).
+
+One step: g = grad L(w); e = rho T^2 g / (||T g||_2 + 1e-12) (T = 1 for SAM, |w| + eta for
+ASAM), with the norm taken over all tensors of a member; g' = grad L(w + e); restore w; the base
+optimizer steps with g'. Two gradient evaluations per step, both counted by the engines.
+
+In a config the base is a name and its hyperparameters a table (TOML-expressible and checked
+against the base's signature):
+
+    [[optimizers]]
+    name = "sam"
+    base = "sgd"                                   # any built-in or "module:Class"
+    rho = 0.05
+    lr = [0.03, 0.1]                               # shorthand for the base's lr (grids work)
+    base_hyperparameters = { momentum = 0.9 }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from optiscope.errors import OptiscopeError
+from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+
+
+def build_base(
+    base: str | type[Optimizer],
+    params: Any,
+    lr: float | None,
+    base_hyperparameters: dict[str, Any] | None,
+    ensemble_dims: int,
+) -> Optimizer:
+    """The wrapped optimizer, its hyperparameters validated against its signature."""
+    from optiscope.optim.registry import is_ensemble_aware, resolve_optimizer
+    from optiscope.settings import validate_settings
+
+    if isinstance(base, str):
+        try:
+            cls = resolve_optimizer(base)
+        except OptiscopeError as exc:
+            raise HyperparameterError(f"base: {exc}") from None
+    elif isinstance(base, type) and issubclass(base, Optimizer):
+        cls = base
+    else:
+        raise HyperparameterError(f"base must be an optimizer name or class, got {base!r}")
+    name = base if isinstance(base, str) else cls.__name__
+    if getattr(cls, "needs_closure", False):
+        raise HyperparameterError(
+            f"base: '{name}' needs its own closure; SAM wraps first-order optimizers "
+            "(sgd, adam, ...)"
+        )
+    if base_hyperparameters is not None and not isinstance(base_hyperparameters, dict):
+        raise HyperparameterError(
+            f"base_hyperparameters must be a table of the base's settings, got "
+            f"{base_hyperparameters!r}"
+        )
+    hp = dict(base_hyperparameters or {})
+    if lr is not None:
+        hp["lr"] = lr
+    try:
+        hp = validate_settings("optimizer", name, cls.__init__, hp)
+    except OptiscopeError as exc:
+        raise HyperparameterError(f"base_hyperparameters: {exc}") from None
+    if is_ensemble_aware(cls):
+        return cls(params, **hp, ensemble_dims=ensemble_dims)
+    if ensemble_dims != 0:
+        raise HyperparameterError(
+            f"base: '{name}' is not ensemble-aware, so it cannot train an ensemble "
+            "(ensemble_dims=1); use a built-in optimizer as the base"
+        )
+    return cls(params, **hp)
+
+
+class SAM(EnsembleOptimizer):
+    """SAM around a base optimizer (default SGD); `rho` is the neighbourhood radius.
+
+    `base`: optimizer name ("sgd", "adam", "module:Class") or class; `base_hyperparameters`:
+    its settings; `lr`: shorthand for the base's lr. The base shares this optimizer's param
+    groups and state, so schedulers and state_dict work as usual.
+    """
+
+    norm = "base's norm, at the worst-case point of an l2 ball"
+    reference = "pytorch_optimizer.SAM (davda54/sam's algorithm)"
+    grad_evals_per_step = 2
+    needs_closure = True
+    wants_roles = True  # passed through to a base that reads roles (steepest, muon)
+    adaptive: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        base: str = "sgd",
+        rho: float = 0.05,
+        lr: float | None = None,
+        base_hyperparameters: dict[str, Any] | None = None,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        self._setup(params, base, rho, 0.0, lr, base_hyperparameters, ensemble_dims)
+
+    def _setup(self, params, base, rho, eta, lr, base_hyperparameters, ensemble_dims) -> None:
+        check_hyperparameter("rho", rho, 0.0)
+        check_hyperparameter("eta", eta, 0.0)
+        if lr is not None:
+            check_hyperparameter("lr", lr, 0.0)
+        super().__init__(params, {"rho": rho, "eta": eta}, ensemble_dims=ensemble_dims)
+        self.base = build_base(base, self.param_groups, lr, base_hyperparameters, ensemble_dims)
+        self.param_groups = self.base.param_groups
+        self.state = self.base.state
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if closure is None:
+            raise OptiscopeError(f"{type(self).__name__}.step needs a closure (two gradients)")
+        with torch.enable_grad():
+            loss = closure()
+        params = self.params_with_grad()
+        group = self.param_groups[0]
+        rho, eta = group["rho"], group["eta"]
+        if self.adaptive:
+            scales = [p.abs().add(eta) for p in params]
+            norm = self.member_sq_norm([t * p.grad for t, p in zip(scales, params)]).sqrt()
+        else:
+            scales = [None] * len(params)
+            norm = self.member_sq_norm([p.grad for p in params]).sqrt()
+        factor = rho / (norm + 1e-12)
+        saved: list[Tensor] = []
+        for t, p in zip(scales, params, strict=True):
+            saved.append(p.detach().clone())
+            e = p.grad * self.per_member(factor, p)
+            p.add_(e * t.square() if t is not None else e)
+        with torch.enable_grad():
+            closure()
+        for p, w in zip(params, saved, strict=True):
+            p.copy_(w)
+        if isinstance(self.base, EnsembleOptimizer):
+            self.base.member_seeds = self.member_seeds
+        self.base.step()
+        return loss
+
+
+class ASAM(SAM):
+    """Adaptive SAM (Kwon et al. 2021): the ball is scaled elementwise by T_w = |w| + eta."""
+
+    norm = "base's norm, at the worst-case point of a |w|-scaled l2 ball"
+    reference = "pytorch_optimizer.SAM(adaptive=True) (eta = 0)"
+    adaptive = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        base: str = "sgd",
+        rho: float = 0.5,
+        eta: float = 0.01,
+        lr: float | None = None,
+        base_hyperparameters: dict[str, Any] | None = None,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        self._setup(params, base, rho, eta, lr, base_hyperparameters, ensemble_dims)

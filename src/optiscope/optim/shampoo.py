@@ -1,0 +1,106 @@
+"""Shampoo (Gupta, Koren & Singer 2018): Kronecker-factored preconditioning per tensor.
+
+For each tensor (as a matrix G, see optiscope.optim.norms.as_matrix):
+L <- L + G G^T, R <- R + G^T G, step L^(-1/4) G R^(-1/4). With `accumulate=False` the
+factors are the current G G^T and G^T G only, and the step is exactly U V^T: spectral descent
+(Bernstein & Newhouse 2024). Inverse roots come from an eigendecomposition, batched over
+ensemble members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optiscope.optim.base import (
+    EnsembleOptimizer,
+    StepContext,
+    Transform,
+    check_hyperparameter,
+)
+from optiscope.optim.norms import as_matrix
+from optiscope.optim.transforms import AddDecayedWeights, Momentum
+
+
+def inverse_root(m: Tensor, p: int, eps: float) -> Tensor:
+    """(M + eps I)^(-1/p) of symmetric PSD matrices (..., n, n) by eigendecomposition.
+
+    Eigenvalues are clamped at 0 (rounding makes them slightly negative) and those that are
+    numerically zero (below n * machine-eps * largest) get 0, so eps = 0 gives the
+    pseudo-inverse root: that is what makes Shampoo without accumulation equal U V^T exactly
+    for rank-deficient (rectangular) gradients.
+    """
+    lam, q = torch.linalg.eigh(m)
+    lam = lam.clamp(min=0) + eps
+    tol = lam.amax(dim=-1, keepdim=True) * m.shape[-1] * torch.finfo(m.dtype).eps
+    inv = torch.where(lam > tol, lam.clamp(min=torch.finfo(m.dtype).tiny) ** (-1.0 / p), 0.0)
+    return (q * inv.unsqueeze(-2)) @ q.mT
+
+
+class ScaleByShampoo(Transform):
+    """u <- L^(-1/4) u R^(-1/4) with L, R the (accumulated) Gram matrices of u."""
+
+    reads = ("accumulate", "eps", "update_freq")
+
+    def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        m = as_matrix(p, group["ensemble_dims"])
+        lead, (rows, cols) = m.shape[:-2], m.shape[-2:]
+        state["left"] = torch.zeros(*lead, rows, rows, dtype=p.dtype, device=p.device)
+        state["right"] = torch.zeros(*lead, cols, cols, dtype=p.dtype, device=p.device)
+
+    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
+        g = as_matrix(u, ctx.ensemble_dims)
+        gg_t, gt_g = g @ g.mT, g.mT @ g
+        if group["accumulate"]:
+            state["left"].add_(gg_t)
+            state["right"].add_(gt_g)
+        else:
+            state["left"].copy_(gg_t)
+            state["right"].copy_(gt_g)
+        step = int(state["step"])
+        if "left_root" not in state or (step - 1) % group["update_freq"] == 0:
+            state["left_root"] = inverse_root(state["left"], 4, group["eps"])
+            state["right_root"] = inverse_root(state["right"], 4, group["eps"])
+        return (state["left_root"] @ g @ state["right_root"]).reshape(u.shape)
+
+
+class Shampoo(EnsembleOptimizer):
+    """Shampoo with optional accumulation, epsilon and preconditioner update frequency.
+
+    `accumulate`: sum the Gram matrices over steps (True, Shampoo) or use the current ones only
+    (False: spectral descent). `eps`: added to the factors' eigenvalues (0: pseudo-inverse).
+    `update_freq`: recompute the inverse roots every k steps. Heavy-ball `momentum` is applied
+    to the gradient before preconditioning.
+    """
+
+    norm = "spectral (accumulate=False gives U V^T exactly)"
+    reference = "dense closed form L^(-1/4) G R^(-1/4); SpectralDescent"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        accumulate: bool = True,
+        eps: float = 1e-6,
+        update_freq: int = 1,
+        weight_decay: float = 0.0,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        check_hyperparameter("lr", lr, 0.0)
+        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
+        check_hyperparameter("eps", eps, 0.0)
+        check_hyperparameter("update_freq", update_freq, 1)
+        check_hyperparameter("weight_decay", weight_decay, 0.0)
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=0.0, nesterov=False, accumulate=accumulate,
+            eps=eps, update_freq=int(update_freq), weight_decay=weight_decay,
+        )
+        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+
+    def chain(self, group: dict[str, Any]):
+        return (AddDecayedWeights(), Momentum(), ScaleByShampoo())

@@ -1,0 +1,197 @@
+"""Steepest descent under a norm chosen per tensor by its role (Bernstein & Newhouse 2024).
+
+Each tensor W_l steps along its norm's duality map: dW_l = -lr * dualize_l(G_l) (modula's and
+Muon's convention: a unit-norm step, so `lr` is the step size in that norm), or with
+`scale_by_dual_norm=True` the exact steepest descent -lr ||G_l||_* dualize_l(G_l). Optional
+heavy-ball momentum is applied to the gradient before the duality map (as Muon does).
+
+`SignDescent` (all tensors l_inf) and `SpectralDescent` (all tensors spectral) are the
+anthology's two named special cases; `Steepest` takes a `norm_map` from roles to norm names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.norms import NORMS, Norm, make_norm
+from optiscope.optim.roles import role_of
+from optiscope.optim.transforms import AddDecayedWeights, Dualize, Momentum
+from optiscope.tasks.base import ROLES
+
+#: The anthology's default norm per role (Bernstein & Newhouse 2024, section "modular norm";
+#: Large et al. 2024): linear maps get the RMS -> RMS operator norm, embeddings l1 -> RMS,
+#: vectors (biases, gains) RMS.
+DEFAULT_NORM_MAP: dict[str, str] = {
+    "hidden": "rms_rms",
+    "head": "rms_rms",
+    "embedding": "l1_rms",
+    "bias": "rms",
+    "gain": "rms",
+    "vector": "rms",
+}
+
+
+def check_norm_map(norm_map: Mapping[str, str] | None, spectral_method: str) -> dict[str, Norm]:
+    """Complete `norm_map` with the defaults and build its norms; errors name the bad key."""
+    if norm_map is not None and not isinstance(norm_map, Mapping):
+        raise HyperparameterError(
+            f"norm_map must be a table from roles to norm names, got {norm_map!r}"
+        )
+    given = dict(norm_map or {})
+    unknown = sorted(set(given) - set(ROLES))
+    if unknown:
+        raise HyperparameterError(
+            f"norm_map: unknown role(s) {unknown}; roles are {', '.join(ROLES)}"
+        )
+    full = {**DEFAULT_NORM_MAP, **given}
+    return {
+        role: make_norm(name, spectral_method=spectral_method, argument=f"norm_map[{role!r}]")
+        if isinstance(name, str)
+        else _not_a_name(role, name)
+        for role, name in full.items()
+    }
+
+
+def _not_a_name(role: str, value: Any) -> Norm:
+    raise HyperparameterError(
+        f"norm_map[{role!r}] must be a norm name ({', '.join(sorted(NORMS))}), got {value!r}"
+    )
+
+
+class _DualizedDescent(EnsembleOptimizer):
+    """Shared body: weight decay, momentum, then each tensor's norm's duality map."""
+
+    wants_roles = True
+
+    def _setup(
+        self,
+        params: Iterable[Any],
+        norms: dict[str, Norm],
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+        scale_by_dual_norm: bool,
+        ensemble_dims: int,
+        extra: dict[str, Any],
+    ) -> None:
+        check_hyperparameter("lr", lr, 0.0)
+        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
+        check_hyperparameter("weight_decay", weight_decay, 0.0)
+        if nesterov and momentum <= 0:
+            raise HyperparameterError("nesterov requires momentum > 0")
+        self.norms = norms
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=0.0, nesterov=nesterov,
+            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm, **extra,
+        )
+        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+
+    def norm_for(self, group: dict[str, Any], p: Any) -> Norm:
+        """The norm of tensor `p`: the group's `norm` if set, else by the tensor's role."""
+        if group.get("norm"):
+            return make_norm(group["norm"], spectral_method=group.get("spectral_method", "svd"))
+        return self.norms[role_of(group, p, group["ensemble_dims"])]
+
+    def chain_for(self, group: dict[str, Any], p: Any):
+        return (AddDecayedWeights(), Momentum(), Dualize(self.norm_for(group, p)))
+
+
+class Steepest(_DualizedDescent):
+    """Per-tensor steepest descent with a norm for each role: the modular-norm optimizer.
+
+    `norm_map` maps roles (hidden, embedding, head, bias, gain, vector) to norm names
+    (euclidean, infinity, rms, spectral, rms_rms, l1_rms); roles left out use
+    `DEFAULT_NORM_MAP`. `spectral_method`: 'svd' (exact U V^T) or 'newton_schulz'. Roles come
+    from the task (param groups with a `role` key); without them, matrices count as `hidden`
+    and everything else as `vector`.
+    """
+
+    norm = "per role: norm_map (default hidden/head rms_rms, embedding l1_rms, vectors rms)"
+    reference = "closed forms: duality maps attain the dual norm; identities with Adam/Shampoo"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.02,
+        norm_map: dict[str, str] | None = None,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        scale_by_dual_norm: bool = False,
+        spectral_method: str = "svd",
+        *,
+        ensemble_dims: int = 0,
+    ):
+        norms = check_norm_map(norm_map, spectral_method)
+        self.norm_map = {**DEFAULT_NORM_MAP, **(norm_map or {})}
+        self._setup(
+            params, norms, lr=lr, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
+            ensemble_dims=ensemble_dims, extra={"spectral_method": spectral_method},
+        )
+
+
+class SignDescent(_DualizedDescent):
+    """Sign descent: steepest descent under l_inf for every tensor, p <- p - lr sign(g).
+
+    Adam with beta1 = beta2 = 0 and eps -> 0 (Bernstein & Newhouse 2024). With
+    `scale_by_dual_norm`, each tensor's step is lr ||g||_1 sign(g).
+    """
+
+    norm = "infinity (max-of-max): sign(g)"
+    reference = "torch.optim.Adam with betas (0, 0), eps -> 0"
+    wants_roles = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        scale_by_dual_norm: bool = False,
+        *,
+        ensemble_dims: int = 0,
+    ):
+        norm = make_norm("infinity")
+        self._setup(
+            params, dict.fromkeys(ROLES, norm), lr=lr, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
+            ensemble_dims=ensemble_dims, extra={},
+        )
+
+
+class SpectralDescent(_DualizedDescent):
+    """Spectral descent: every tensor (as a matrix) steps along U V^T of its gradient.
+
+    Shampoo with its accumulators off (Bernstein & Newhouse 2024; Carlson et al. 2015).
+    Vectors are (n, 1) matrices, so their step is g / ||g||_2. `method`: 'svd' or
+    'newton_schulz'.
+    """
+
+    norm = "spectral: U V^T"
+    reference = "exact SVD; Shampoo without accumulation"
+    wants_roles = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.02,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        scale_by_dual_norm: bool = False,
+        method: str = "svd",
+        *,
+        ensemble_dims: int = 0,
+    ):
+        norm = make_norm("spectral", spectral_method=method)
+        self._setup(
+            params, dict.fromkeys(ROLES, norm), lr=lr, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
+            ensemble_dims=ensemble_dims, extra={"method": method},
+        )

@@ -1,0 +1,531 @@
+"""Convex and other non-deep problems with an independently computed optimum f*.
+
+Orabona (2020), after Vaswani et al. (2019, arXiv 1905.09997), argues that Adam at its default
+learning rate does poorly on simple problems like these; to read "poorly" as a number, every task
+here reports its suboptimality `f_gap` = f(w) - f* on the full training objective. f* is
+computed once per setting (cached) in float64 by code that shares nothing with the task's torch
+loss: a closed form (numpy least squares; Eckart-Young for matrix factorisation), or scipy's
+L-BFGS polished by Newton steps where the Hessian is cheap. Training runs in float32, so f_gap
+bottoms out near 1e-7 relative, and can dip a hair below 0 by rounding.
+
+Data: scikit-learn's bundled sets (diabetes, breast cancer, digits: shipped with the package) and
+synthetic sets drawn from `data_seed`. The problem is the same for every member; a member's seed
+sets its initialisation and its minibatch order.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.optimize
+import scipy.special
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
+from torch import Tensor
+
+from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
+from optiscope.tasks.data import EpochSampler, member_generator
+from optiscope.tasks.layers import init_linear
+from optiscope.tasks.registry import register_task
+from optiscope.tasks.sklearn_data import load_bundled, split, standardize
+
+GAP = MetricInfo("f_gap", "min", "suboptimality f(w) - f* of the full training objective")
+LOSS = MetricInfo("loss", "min", "full training objective f(w) (data term + l2 term)")
+TRAIN_ACC = MetricInfo("train_acc", "max", "accuracy on the training split")
+TEST_ACC = MetricInfo("test_acc", "max", "accuracy on the held-out split")
+
+
+class ConvexTask(Task):
+    """Shared machinery: fixed data, seeded minibatches, full-objective evaluation against f*."""
+
+    family = "convex"
+    metrics = (GAP, LOSS)
+    batch_size: int
+    f_star: float
+
+    def _set_data(self, x: np.ndarray, y: np.ndarray, x_test=None, y_test=None) -> None:
+        ydtype = torch.int64 if np.issubdtype(np.asarray(y).dtype, np.integer) else torch.float32
+        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        self.y = torch.as_tensor(np.asarray(y)).to(ydtype)
+        self.x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
+        self.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test)).to(ydtype)
+        require(
+            self.batch_size <= len(self.x), self.name, "batch_size",
+            f"<= the {len(self.x)} training examples", self.batch_size,
+        )
+        self.sampler = EpochSampler(len(self.x), self.batch_size)
+
+    def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        """Mean data term over (x, y) plus the regulariser; the thing f* minimises on the train set."""
+        raise NotImplementedError
+
+    def extra_metrics(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        return {}
+
+    def loss(self, params: Params, batch: Batch) -> Tensor:
+        return self.objective(params, batch["x"], batch["y"])
+
+    def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
+        idx = self.sampler.indices(seeds, step).to(self.x.device)
+        return MemberBatch(per_member={"x": self.x[idx], "y": self.y[idx]})
+
+    def eval_batch(self, seeds: Tensor) -> MemberBatch:
+        shared = {"x": self.x, "y": self.y}
+        if self.x_test is not None:
+            shared |= {"x_test": self.x_test, "y_test": self.y_test}
+        return MemberBatch(shared=shared)
+
+    def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        full = self.objective(params, batch["x"], batch["y"])
+        return {"f_gap": full - self.f_star, "loss": full, **self.extra_metrics(params, batch)}
+
+    def to(self, device: torch.device | str) -> ConvexTask:
+        for k in ("x", "y", "x_test", "y_test"):
+            v = getattr(self, k)
+            if v is not None:
+                setattr(self, k, v.to(device))
+        return self
+
+
+def _linear_init(seed: int, fan_in: int, fan_out: int, bias: bool) -> Params:
+    w, b = init_linear(member_generator(seed, "init"), fan_in, fan_out, bias=bias)
+    return {"weight": w} | ({"bias": b} if b is not None else {})  # type: ignore[dict-item]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference optima (float64, numpy/scipy only)
+# ---------------------------------------------------------------------------------------------
+
+
+@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
+def least_squares_optimum(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """min_{w,b} 1/2 mean (x w + b - y)^2 + l2/2 ||w||^2 in closed form; returns (f*, [w, b])."""
+    n, d = x.shape
+    a = np.hstack([x, np.ones((n, 1))])
+    if l2 == 0:
+        theta = np.linalg.lstsq(a, y, rcond=None)[0]
+    else:
+        reg = l2 * np.diag(np.r_[np.ones(d), 0.0])
+        theta = np.linalg.solve(a.T @ a / n + reg, a.T @ y / n)
+    r = a @ theta - y
+    return float(0.5 * np.mean(r * r) + 0.5 * l2 * theta[:d] @ theta[:d]), theta
+
+
+def is_linearly_separable(phi: np.ndarray, y01: np.ndarray, bias: bool) -> bool:
+    """Whether some (w, b) gives every point margin >= 1: an LP feasibility problem (HiGHS)."""
+    s = 2.0 * y01 - 1.0
+    a = phi if not bias else np.hstack([phi, np.ones((len(phi), 1))])
+    res = scipy.optimize.linprog(
+        np.zeros(a.shape[1]), A_ub=-(s[:, None] * a), b_ub=-np.ones(len(a)),
+        bounds=[(None, None)] * a.shape[1], method="highs",
+    )
+    return res.status == 0
+
+
+@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
+def logistic_optimum(phi: np.ndarray, y01: np.ndarray, l2: float, bias: bool) -> float:
+    """min of mean softplus(z) - y z + l2/2 ||w||^2, z = phi w (+ b), in float64.
+
+    Separable data with l2 = 0 has infimum 0, approached as ||w|| -> infinity (checked by LP).
+    Otherwise scipy's L-BFGS, then Newton steps (cheap Hessian) to machine precision.
+    """
+    n, d = phi.shape
+    if l2 == 0 and is_linearly_separable(phi, y01, bias):
+        return 0.0
+    a = np.hstack([phi, np.ones((n, 1))]) if bias else phi
+    mask = np.r_[np.ones(d), np.zeros(a.shape[1] - d)]
+
+    def fun(t: np.ndarray) -> tuple[float, np.ndarray]:
+        z = a @ t
+        f = np.mean(np.logaddexp(0.0, z) - y01 * z) + 0.5 * l2 * np.sum(mask * t * t)
+        g = a.T @ (scipy.special.expit(z) - y01) / n + l2 * mask * t
+        return float(f), g
+
+    t = scipy.optimize.minimize(
+        fun, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B",
+        options={"maxiter": 50_000, "ftol": 1e-15, "gtol": 1e-12},
+    ).x
+    for _ in range(5):
+        p = scipy.special.expit(a @ t)
+        h = (a.T * (p * (1 - p))) @ a / n + l2 * np.diag(mask) + 1e-14 * np.eye(a.shape[1])
+        t = t - np.linalg.solve(h, fun(t)[1])
+    return fun(t)[0]
+
+
+@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
+def softmax_optimum(x: np.ndarray, y: np.ndarray, classes: int, l2: float) -> float:
+    """min over (W, b) of mean cross-entropy + l2/2 ||W||_F^2, scipy L-BFGS in float64."""
+    n, d = x.shape
+    onehot = np.eye(classes)[y]
+
+    def fun(t: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = t[: classes * d].reshape(classes, d), t[classes * d :]
+        z = x @ w.T + b
+        lse = scipy.special.logsumexp(z, axis=1)
+        f = np.mean(lse - np.sum(z * onehot, 1)) + 0.5 * l2 * np.sum(w * w)
+        p = np.exp(z - lse[:, None]) - onehot
+        gw = p.T @ x / n + l2 * w
+        return float(f), np.r_[gw.ravel(), p.mean(0)]
+
+    t = scipy.optimize.minimize(
+        fun, np.zeros(classes * (d + 1)), jac=True, method="L-BFGS-B",
+        options={"maxiter": 5_000, "ftol": 1e-10, "gtol": 1e-5},
+    ).x
+    # Newton polish with the exact Hessian, sum_i (diag p_i - p_i p_i^T) kron [x_i, 1][x_i, 1]^T.
+    a = np.hstack([x, np.ones((n, 1))])
+    for _ in range(6):
+        w, b = t[: classes * d].reshape(classes, d), t[classes * d :]
+        z = x @ w.T + b
+        p = np.exp(z - scipy.special.logsumexp(z, axis=1, keepdims=True))
+        cov = np.einsum("ic,ce->ice", p, np.eye(classes)) - np.einsum("ic,ie->ice", p, p)
+        h = np.zeros((classes, d + 1, classes, d + 1))
+        for c in range(classes):
+            for e in range(c, classes):
+                h[c, :, e, :] = h[e, :, c, :] = (a * cov[:, c, e, None]).T @ a / n
+        h = h.reshape(classes * (d + 1), classes * (d + 1))
+        h += l2 * np.diag(np.tile(np.r_[np.ones(d), 0.0], classes))
+        # parameters are ordered [W (c, d) row-major, b (c)]; reorder the (c, d+1) Hessian to match
+        order = np.r_[
+            (np.arange(classes)[:, None] * (d + 1) + np.arange(d)[None, :]).ravel(),
+            np.arange(classes) * (d + 1) + d,
+        ]
+        h = h[np.ix_(order, order)] + 1e-12 * np.eye(len(order))
+        t = t - np.linalg.solve(h, fun(t)[1])
+    return fun(t)[0]
+
+
+@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
+def low_rank_regression_optimum(x: np.ndarray, y_map: np.ndarray, rank: int) -> float:
+    """min over rank-`rank` B of mean_{i,j} ((B x_i - A x_i)_j)^2 with Y = A X exactly.
+
+    ||(A - B) X^T||_F^2 = ||(A - B) L||_F^2 with X^T X = L L^T, so by Eckart-Young B L is the
+    best rank-r approximation of A L and f* is the tail of its squared singular values / (n m).
+    """
+    n = x.shape[0]
+    chol = np.linalg.cholesky(x.T @ x)
+    s = np.linalg.svd(y_map @ chol, compute_uv=False)
+    return float(np.sum(s[rank:] ** 2) / (n * y_map.shape[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def synthetic_regression(
+    n: int, dim: int, condition: float, noise: float, data_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """X with centred orthogonal columns and X^T X / n = diag(s), s log-spaced in [1/condition, 1]."""
+    rng = np.random.default_rng(data_seed)
+    z = rng.standard_normal((n, dim))
+    q, _ = np.linalg.qr(z - z.mean(0))
+    s = np.logspace(0, -np.log10(condition), dim)
+    x = q * np.sqrt(n * s)
+    w_true = rng.standard_normal(dim)
+    return x, x @ w_true + noise * rng.standard_normal(n)
+
+
+@lru_cache(maxsize=8)
+def separable_classification(
+    n: int, dim: int, margin: float, data_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly separable points (Vaswani et al.'s synthetic set, our reading): Gaussian x, labels
+    from a random unit w*, points with |<w*, x>| < margin rejected."""
+    rng = np.random.default_rng(data_seed)
+    w = rng.standard_normal(dim)
+    w /= np.linalg.norm(w)
+    xs: list[np.ndarray] = []
+    while sum(len(a) for a in xs) < n:
+        cand = rng.standard_normal((2 * n, dim))
+        xs.append(cand[np.abs(cand @ w) >= margin])
+    x = np.concatenate(xs)[:n]
+    return x, (x @ w > 0).astype(np.int64)
+
+
+BINARY_SETS = ("breast-cancer", "digits-binary", "separable")
+
+
+def binary_dataset(
+    task: str, dataset: str, data_seed: int, n_samples: int, dim: int, margin: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised train/test split of a binary set; labels 0/1.
+
+    digits-binary is scikit-learn's digits labelled odd (1) vs even (0).
+    """
+    require(dataset in BINARY_SETS, task, "dataset", f"one of {BINARY_SETS}", dataset)
+    if dataset == "breast-cancer":
+        x, y = load_bundled("breast-cancer")
+    elif dataset == "digits-binary":
+        x, y = load_bundled("digits")
+        y = y % 2
+    else:
+        x, y = separable_classification(n_samples, dim, margin, data_seed)
+        xtr, ytr, xte, yte = split(x, y, 0.2, data_seed)
+        return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
+    xtr, ytr, xte, yte = split(x, y.astype(np.int64), 0.2, data_seed)
+    xtr, xte = standardize(xtr, xte)
+    return xtr, ytr, xte, yte
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+
+
+@register_task
+class LeastSquares(ConvexTask):
+    """Linear regression 1/2 mean (x w + b - y)^2 + l2/2 ||w||^2; f* in closed form (lstsq)."""
+
+    name = "least-squares"
+    description = "linear least squares (synthetic with set condition number, or diabetes); f* closed form"
+
+    def __init__(
+        self,
+        *,
+        dataset: str = "synthetic",
+        n_samples: int = 1000,
+        dim: int = 20,
+        condition: float = 100.0,
+        noise: float = 0.1,
+        l2: float = 0.0,
+        batch_size: int = 50,
+        data_seed: int = 0,
+    ):
+        self.dataset, self.n_samples, self.dim, self.condition = dataset, n_samples, dim, condition
+        self.noise, self.l2, self.batch_size, self.data_seed = noise, l2, batch_size, data_seed
+        name = self.name
+        require(dataset in ("synthetic", "diabetes"), name, "dataset", "'synthetic' or 'diabetes'", dataset)
+        require(condition >= 1, name, "condition", ">= 1", condition)
+        require(l2 >= 0, name, "l2", ">= 0", l2)
+        require(n_samples >= dim >= 1, name, "n_samples", f">= dim ({dim}) >= 1", n_samples)
+        if dataset == "diabetes":
+            x, y = load_bundled("diabetes")
+            x = standardize(x)[0]
+            y = (y - y.mean()) / y.std()
+        else:
+            x, y = synthetic_regression(n_samples, dim, condition, noise, data_seed)
+        self.n_features = x.shape[1]
+        self.f_star, self.solution = least_squares_optimum(x, y, l2)
+        self._set_data(x, y)
+
+    def init_params(self, seed: int) -> Params:
+        return _linear_init(seed, self.n_features, 1, bias=True)
+
+    def roles(self) -> dict[str, str]:
+        return {"weight": "head", "bias": "bias"}
+
+    def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        pred = (x @ params["weight"].T).squeeze(-1) + params["bias"]
+        w = params["weight"]
+        return 0.5 * ((pred - y) ** 2).mean() + 0.5 * self.l2 * (w * w).sum()
+
+
+class _BinaryClassifier(ConvexTask):
+    """Logistic loss on features phi(x): mean softplus(z) - y z + l2/2 ||w||^2."""
+
+    metrics = (GAP, LOSS, TRAIN_ACC, TEST_ACC)
+    l2: float
+    bias: bool
+
+    def logits(self, params: Params, x: Tensor) -> Tensor:
+        z = (x @ params["weight"].T).squeeze(-1)
+        return z + params["bias"] if self.bias else z
+
+    def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        w = params["weight"]
+        bce = F.binary_cross_entropy_with_logits(self.logits(params, x), y.float())
+        return bce + 0.5 * self.l2 * (w * w).sum()
+
+    def extra_metrics(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        def acc(x: Tensor, y: Tensor) -> Tensor:
+            return ((self.logits(params, x) > 0).long() == y).float().mean()
+
+        return {"train_acc": acc(batch["x"], batch["y"]), "test_acc": acc(batch["x_test"], batch["y_test"])}
+
+    def init_params(self, seed: int) -> Params:
+        return _linear_init(seed, self.x.shape[1], 1, bias=self.bias)
+
+    def roles(self) -> dict[str, str]:
+        return {"weight": "head", "bias": "bias"} if self.bias else {"weight": "head"}
+
+
+@lru_cache(maxsize=16)
+def _cached_logistic_optimum(key: tuple, phi_bytes: bytes, shape: tuple, y_bytes: bytes, l2: float, bias: bool) -> float:
+    phi = np.frombuffer(phi_bytes, np.float64).reshape(shape)
+    y = np.frombuffer(y_bytes, np.int64).astype(np.float64)
+    return logistic_optimum(phi, y, l2, bias)
+
+
+@register_task
+class LogisticRegression(_BinaryClassifier):
+    """Binary logistic regression; f* by scipy L-BFGS + Newton in float64 (0 if separable, l2 = 0)."""
+
+    name = "logistic-regression"
+    description = "logistic regression (breast-cancer, odd/even digits, separable synthetic); f* by L-BFGS"
+
+    def __init__(
+        self,
+        *,
+        dataset: str = "breast-cancer",
+        l2: float = 1e-3,
+        bias: bool = True,
+        batch_size: int = 32,
+        n_samples: int = 1000,
+        dim: int = 20,
+        margin: float = 0.1,
+        data_seed: int = 0,
+    ):
+        self.dataset, self.l2, self.bias, self.batch_size = dataset, l2, bias, batch_size
+        self.n_samples, self.dim, self.margin, self.data_seed = n_samples, dim, margin, data_seed
+        require(l2 >= 0, self.name, "l2", ">= 0", l2)
+        xtr, ytr, xte, yte = binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin)
+        self.f_star = _cached_logistic_optimum(
+            (self.name, dataset, n_samples, dim, margin, data_seed),
+            xtr.tobytes(), xtr.shape, ytr.astype(np.int64).tobytes(), l2, bias,
+        )
+        self._set_data(xtr, ytr, xte, yte)
+
+
+def rbf_kernel(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
+    """K = exp(-||a - b||^2 / (2 sigma^2)) (Vaswani et al.'s kernel features)."""
+    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.exp(-np.maximum(d2, 0.0) / (2 * sigma**2))
+
+
+@register_task
+class KernelLogistic(_BinaryClassifier):
+    """Kernel logistic regression as in Vaswani et al. (2019): a bias-free linear model on RBF
+    features against the training points (`features = "rbf"`), or on random Fourier features
+    (Rahimi & Recht 2007, `features = "rff"`, `n_features` of them). `sigma = 0` means the median
+    pairwise distance of the training points (the median heuristic)."""
+
+    name = "kernel-logistic"
+    description = "kernel logistic regression: RBF features vs training points, or random Fourier features"
+
+    def __init__(
+        self,
+        *,
+        dataset: str = "breast-cancer",
+        features: str = "rbf",
+        sigma: float = 0.0,
+        n_features: int = 500,
+        l2: float = 0.0,
+        batch_size: int = 100,
+        n_samples: int = 1000,
+        dim: int = 20,
+        margin: float = 0.1,
+        data_seed: int = 0,
+    ):
+        self.dataset, self.features, self.sigma, self.n_features = dataset, features, sigma, n_features
+        self.l2, self.bias, self.batch_size = l2, False, batch_size
+        self.n_samples, self.dim, self.margin, self.data_seed = n_samples, dim, margin, data_seed
+        name = self.name
+        require(features in ("rbf", "rff"), name, "features", "'rbf' or 'rff'", features)
+        require(sigma >= 0, name, "sigma", ">= 0 (0 = median heuristic)", sigma)
+        require(n_features >= 1, name, "n_features", ">= 1", n_features)
+        require(l2 >= 0, name, "l2", ">= 0", l2)
+        xtr, ytr, xte, yte = binary_dataset(name, dataset, data_seed, n_samples, dim, margin)
+        if sigma == 0:
+            sub = xtr[:500]
+            diff = sub[:, None, :] - sub[None, :, :]
+            d = np.sqrt((diff * diff).sum(-1))
+            sigma_used = float(np.median(d[np.triu_indices(len(sub), 1)]))
+        else:
+            sigma_used = sigma
+        self.sigma_used = sigma_used
+        if features == "rbf":
+            ftr, fte = rbf_kernel(xtr, xtr, sigma_used), rbf_kernel(xte, xtr, sigma_used)
+        else:
+            rng = np.random.default_rng([data_seed, 1])
+            w = rng.standard_normal((n_features, xtr.shape[1])) / sigma_used
+            c = rng.uniform(0, 2 * np.pi, n_features)
+            ftr = np.sqrt(2.0 / n_features) * np.cos(xtr @ w.T + c)
+            fte = np.sqrt(2.0 / n_features) * np.cos(xte @ w.T + c)
+        self.f_star = _cached_logistic_optimum(
+            (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed),
+            ftr.tobytes(), ftr.shape, ytr.astype(np.int64).tobytes(), l2, False,
+        )
+        self._set_data(ftr, ytr, fte, yte)
+
+
+@register_task
+class SoftmaxDigits(ConvexTask):
+    """Multinomial logistic regression on scikit-learn's 8x8 digits (64 features, 10 classes)."""
+
+    name = "softmax-digits"
+    description = "softmax regression on 8x8 digits; f* by L-BFGS in float64"
+    metrics = (GAP, LOSS, TRAIN_ACC, TEST_ACC)
+
+    def __init__(self, *, l2: float = 1e-3, batch_size: int = 64, data_seed: int = 0):
+        self.l2, self.batch_size, self.data_seed = l2, batch_size, data_seed
+        require(l2 >= 0, self.name, "l2", ">= 0", l2)
+        x, y = load_bundled("digits")
+        xtr, ytr, xte, yte = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
+        self.f_star = _softmax_star(data_seed, l2)
+        self._set_data(xtr, ytr, xte, yte)
+
+    def init_params(self, seed: int) -> Params:
+        return _linear_init(seed, 64, 10, bias=True)
+
+    def roles(self) -> dict[str, str]:
+        return {"weight": "head", "bias": "bias"}
+
+    def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        w = params["weight"]
+        return F.cross_entropy(F.linear(x, w, params["bias"]), y) + 0.5 * self.l2 * (w * w).sum()
+
+    def extra_metrics(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        def acc(x: Tensor, y: Tensor) -> Tensor:
+            return (F.linear(x, params["weight"], params["bias"]).argmax(-1) == y).float().mean()
+
+        return {"train_acc": acc(batch["x"], batch["y"]), "test_acc": acc(batch["x_test"], batch["y_test"])}
+
+
+@lru_cache(maxsize=8)
+def _softmax_star(data_seed: int, l2: float) -> float:
+    x, y = load_bundled("digits")
+    xtr, ytr, _, _ = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
+    return softmax_optimum(xtr, ytr, 10, l2)
+
+
+@lru_cache(maxsize=8)
+def vaswani_factorization(n: int, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vaswani et al.'s matrix-factorisation data: A = linspace(1, 1e-10, 10)[:, None] * U(0,1)^(10x6),
+    inputs x ~ N(0, I_6) (rows), targets A x; returns (inputs (n, 6), A (10, 6))."""
+    rng = np.random.default_rng(data_seed)
+    a = np.linspace(1.0, 1e-10, 10)[:, None] * rng.random((10, 6))
+    return rng.standard_normal((n, 6)), a
+
+
+@register_task
+class MatrixFactorization(ConvexTask):
+    """Low-rank matrix factorisation (Vaswani et al. 2019): y = W2 W1 x, 6 -> rank -> 10, no bias,
+    MSE; non-convex in (W1, W2) but f* is the Eckart-Young closed form for rank-limited regression."""
+
+    name = "matrix-factorization"
+    description = "linear net 6 -> rank -> 10 fitting y = A x (Vaswani et al.); f* by Eckart-Young"
+
+    def __init__(self, *, rank: int = 4, n_samples: int = 1000, batch_size: int = 100, data_seed: int = 0):
+        self.rank, self.n_samples, self.batch_size, self.data_seed = rank, n_samples, batch_size, data_seed
+        require(rank >= 1, self.name, "rank", ">= 1", rank)
+        require(n_samples >= 6, self.name, "n_samples", ">= 6", n_samples)
+        x, a = vaswani_factorization(n_samples, data_seed)
+        self.target_map = a
+        self.f_star = low_rank_regression_optimum(x, a, rank)
+        self._set_data(x, x @ a.T)
+
+    def init_params(self, seed: int) -> Params:
+        gen = member_generator(seed, "init")
+        w1, _ = init_linear(gen, 6, self.rank, bias=False)
+        w2, _ = init_linear(gen, self.rank, 10, bias=False)
+        return {"layer1.weight": w1, "head.weight": w2}
+
+    def roles(self) -> dict[str, str]:
+        return {"layer1.weight": "hidden", "head.weight": "head"}
+
+    def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        pred = x @ params["layer1.weight"].T @ params["head.weight"].T
+        return F.mse_loss(pred, y)
