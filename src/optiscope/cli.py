@@ -226,6 +226,141 @@ def query(
         fail(f"--format must be table, csv or json, not '{output}'")
 
 
+# -- compare (statistics of one task's cells; the report's comparison, in the terminal) ----------
+@app.command()
+def compare(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    task: Annotated[str, typer.Option(help="task as the report names it (e.g. rosenbrock, or quadratic(dim=2))")],
+    metric: Annotated[str | None, typer.Option(help="final metric to compare (default: the task's headline)")] = None,
+    test: Annotated[str, typer.Option(help="mannwhitney, ks, welch or permutation")] = "mannwhitney",
+    csv: Annotated[Path | None, typer.Option(help="write the per-cell summaries here (and FILE.pairwise.csv)")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="write the summaries as Parquet (and FILE.pairwise.parquet)")] = None,
+) -> None:
+    """Compare every cell of TASK on a final metric: summaries, pairwise tests (Holm), effect sizes."""
+    from optiscope.report.analysis import compare_task
+    from optiscope.report.data import StoreView
+    from optiscope.store import RunStore
+
+    try:
+        view = StoreView.load(RunStore.open(store))
+        result = compare_task(view, task, metric, test)
+        written = result.export(csv, parquet)
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+    console.print(_compare_summary_table(result))
+    console.print(_compare_pairwise_table(result))
+    for path in written:
+        console.print(f"wrote [bold]{path}[/]")
+
+
+def _num(x: float) -> str:
+    import math
+
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:.4g}"
+
+
+def _compare_summary_table(result: Any) -> Table:
+    table = Table(title=f"{result.task_key}: final {result.metric} ({result.goal}imise)", show_lines=False)
+    for col in ("cell", "finished", "median", "95% CI (BCa)", "mean ± sd", "IQR", "success [Wilson]", "note"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("cell", "note") else "right")
+    for r in result.summary_rows():
+        table.add_row(
+            str(r["cell"]), f"{r['n_finite']}/{r['n']}", _num(r["median"]),
+            f"[{_num(r['median_ci_low'])}, {_num(r['median_ci_high'])}]",
+            f"{_num(r['mean'])} ± {_num(r['std'])}", f"[{_num(r['q25'])}, {_num(r['q75'])}]",
+            f"{_num(r['success_rate'])} [{_num(r['success_low'])}, {_num(r['success_high'])}]",
+            str(r["note"]),
+        )
+    return table
+
+
+def _compare_pairwise_table(result: Any) -> Table:
+    table = Table(
+        title=f"pairwise {result.test} (two-sided), Holm across {len(result.table.results)} comparisons; "
+        "diverged seeds rank worst",
+    )
+    for col in ("a", "b", "statistic", "p", "p (Holm)", "P(a better)", "A12 [95% CI]", "Cohen's d [95% CI]", "note"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("a", "b", "note") else "right")
+    for r in result.pairwise_rows():
+        star = "[bold green]" if r["pvalue_holm"] < 0.05 else ""
+        table.add_row(
+            str(r["a"]), str(r["b"]), _num(r["statistic"]), _num(r["pvalue"]),
+            f"{star}{_num(r['pvalue_holm'])}", _num(r["p_a_better"]),
+            f"{_num(r['a12'])} [{_num(r['a12_low'])}, {_num(r['a12_high'])}]",
+            f"{_num(r['cohens_d'])} [{_num(r['cohens_d_low'])}, {_num(r['cohens_d_high'])}]",
+            str(r["note"]),
+        )
+    return table
+
+
+# -- probe (probes on saved final parameters, after training) ------------------------------------
+@app.command()
+def probe(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    cell: Annotated[list[str] | None, typer.Option(help="cell id or unique prefix (repeatable; default: every cell with saved parameters)")] = None,
+    tier: Annotated[str, typer.Option(help="cheap, geometry or full")] = "geometry",
+    probes: Annotated[str | None, typer.Option(help="comma-separated probe groups (overrides --tier)")] = None,
+    samples: Annotated[int, typer.Option(help="Hutchinson probes for trace and R_med")] = 8,
+    top_k: Annotated[int, typer.Option(help="how many top Hessian eigenvalues")] = 1,
+    write: Annotated[bool, typer.Option(help="also store the values as metrics at each cell's last step")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
+) -> None:
+    """Compute probes on the saved final parameters of a store's cells (safetensors; no pickle)."""
+    from optiscope.engine.runner import resolve_device
+    from optiscope.probes.posthoc import probe_cell, resolve_cells, write_probe_metrics
+    from optiscope.probes.schedule import parse_probe_config
+    from optiscope.store import RunStore
+
+    try:
+        raw: dict[str, Any] = {"tier": tier, "samples": samples, "top_k": top_k}
+        if probes:
+            raw["probes"] = [p.strip() for p in probes.split(",") if p.strip()]
+        config = parse_probe_config(raw)
+        run_store = RunStore.open(store)
+        dev = resolve_device(device)
+        cell_ids = resolve_cells(run_store, cell)
+        if not cell_ids:
+            fail(f"no cell in {store} has saved parameters (run with save_params = true)")
+            return
+        for cid in cell_ids:
+            result = probe_cell(run_store, cid, config, device=dev)
+            console.print(_probe_table(result))
+            if write:
+                n = write_probe_metrics(run_store, result)
+                console.print(f"wrote {n} metric rows for cell {cid} at step {result.step}")
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+
+
+def _probe_num(x: float) -> str:
+    import math
+
+    return "–" if math.isnan(x) else ("+inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:.4g}")
+
+
+def _probe_table(result: Any) -> Table:
+    import numpy as np
+
+    ok = sum(s == "ok" for s in result.status)
+    table = Table(title=f"{result.task} · {result.label} ({result.cell_id}, step {result.step}, {ok}/{len(result.status)} ok)")
+    for col in ("probe", "median", "IQR", "min", "max"):
+        table.add_column(col, justify="left" if col == "probe" else "right")
+    for name, values in result.values.items():
+        v = values[np.isfinite(values)]
+        if v.size:
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            table.add_row(name, _probe_num(float(med)), f"[{_probe_num(float(q1))}, {_probe_num(float(q3))}]", _probe_num(float(v.min())), _probe_num(float(v.max())))
+        else:
+            table.add_row(name, "–", "–", "–", "–")
+    return table
+
+
 def main() -> None:  # pragma: no cover
     app()
 

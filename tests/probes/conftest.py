@@ -83,8 +83,20 @@ def linear_net(seed: int = 0):
 NETS = {"mlp": mlp, "attention": attention, "linear_net": linear_net}
 
 
+_DENSE: dict[tuple, torch.Tensor] = {}
+
+
 def dense_hessian(loss, params, batch) -> torch.Tensor:
-    return hessian(lambda v: loss(unflatten(v, params), batch), flatten(params))
+    """The full Hessian by brute force (memoised: several tests share each net's Hessian)."""
+    key = (
+        loss.__code__, flatten(params).numpy().tobytes(),
+        tuple(v.numpy().tobytes() for v in batch.values()),
+    )
+    if key not in _DENSE:
+        _DENSE[key] = hessian(
+            lambda v: loss(unflatten(v, params), batch), flatten(params), vectorize=True
+        )
+    return _DENSE[key]
 
 
 def ensemble(make, members: int = 3):

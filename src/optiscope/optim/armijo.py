@@ -71,7 +71,8 @@ class SGDArmijo(EnsembleOptimizer):
         found = ~searching
         for _ in range(group["max_tries"]):
             self._move(params, start, grads, eta)
-            trial = torch.as_tensor(closure()).detach()
+            with torch.enable_grad():
+                trial = torch.as_tensor(closure()).detach()
             ok = trial <= loss0 - group["c"] * eta * grad_sq
             newly = ok & ~found
             found = found | newly

@@ -70,6 +70,12 @@ class StepContext:
     optimizer: EnsembleOptimizer
     #: Multiplier on the learning rate for this tensor's final update (bias corrections etc.).
     lr_scale: float = 1.0
+    #: Divisor of the learning rate (Adam's bias correction lr / (1 - beta1^t), kept as a
+    #: division so the step rounds exactly as torch.optim's does).
+    lr_divisor: float = 1.0
+    #: When set, the chain's final direction is ``u / denominator``, applied with `addcdiv_`
+    #: as torch.optim does (Adam's last piece sets it; it must then be the chain's last piece).
+    denominator: Tensor | None = None
     #: Learning rate of this tensor's final update; None means the group's `lr` (Muon's AdamW
     #: part sets its own).
     lr: float | None = None
@@ -289,4 +295,8 @@ class EnsembleOptimizer(Optimizer):
             for t in chain:
                 u = t.update(u, p, state, group, ctx)
             lr = group["lr"] if ctx.lr is None else ctx.lr
-            p.add_(u, alpha=-lr * ctx.lr_scale)
+            alpha = -(lr * ctx.lr_scale / ctx.lr_divisor)
+            if ctx.denominator is not None:
+                p.addcdiv_(u, ctx.denominator, value=alpha)
+            else:
+                p.add_(u, alpha=alpha)

@@ -88,9 +88,16 @@ def newton_schulz(
 
 
 def polar_factor(g: Tensor) -> Tensor:
-    """Exact U V^T of each matrix in `g` (..., m, n) from the thin SVD (batched)."""
-    u, _, vh = torch.linalg.svd(g, full_matrices=False)
-    return u @ vh
+    """Exact U V^T of each matrix in `g` (..., m, n) from the thin SVD (batched).
+
+    Directions of (numerically) zero singular values are dropped, so a rank-r gradient gives
+    U_r V_r^T (and a zero gradient 0): still unit spectral norm and attaining the nuclear norm,
+    and equal to Shampoo's pseudo-inverse-root update.
+    """
+    u, s, vh = torch.linalg.svd(g, full_matrices=False)
+    tol = s.amax(dim=-1, keepdim=True) * max(g.shape[-2:]) * torch.finfo(s.dtype).eps
+    keep = (s > tol).to(g.dtype)
+    return (u * keep.unsqueeze(-2)) @ vh
 
 
 # -- views --------------------------------------------------------------------------------

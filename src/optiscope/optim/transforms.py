@@ -92,8 +92,9 @@ class ScaleByAdam(Transform):
             torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
         denom = (second.sqrt() / bias_correction2_sqrt).add_(group[self.eps_key])
-        ctx.lr_scale /= bias_correction1
-        return exp_avg / denom
+        ctx.lr_divisor *= bias_correction1
+        ctx.denominator = denom
+        return exp_avg
 
 
 class ScaleByNAdam(Transform):

@@ -115,7 +115,7 @@ def loss_barrier(
     """
     if points < 2:
         raise OptiscopeError(f"points must be >= 2 (the two ends at least), not {points}")
-    alphas = torch.linspace(0.0, 1.0, points)
+    alphas = torch.linspace(0.0, 1.0, points, dtype=next(iter(params_a.values())).dtype)
     losses = loss_along_line(loss_fn, params_a, params_b, alphas, batch=batch, ensemble_dims=ensemble_dims)
     a = alphas.to(losses)
     chord = (1 - a) * losses[..., :1] + a * losses[..., -1:]

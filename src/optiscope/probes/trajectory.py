@@ -219,3 +219,23 @@ class TrajectoryProbes:
         if step not in self.probe_steps(self._total):
             return {}  # only the snapshot before a probe step
         return compute_probes(task, params, init_params, seeds, self.config, previous=previous, step=step)
+
+
+#: Probe metrics with one value per member and network, by name.
+GLOBAL_METRICS: tuple[str, ...] = (
+    "grad_norm", "hessian_trace", "top_eig", "noise_scale", "grad_noise_trace", "margin",
+    "spectrum_negative_mass", "spectrum_second_moment", "barrier_to_next",
+)
+#: Probe metrics per tensor or layer, named `{property}/{tensor}`.
+TENSOR_PROPERTIES: tuple[str, ...] = (
+    "r_med", "update_ratio", "eff_rank", "stable_rank", "spectral_norm", "rms_rms_norm",
+    "frobenius_norm", "dist_from_init", "hoyer", "dead_units", "cka",
+)
+
+
+def is_probe_metric(name: str) -> bool:
+    """Whether a stored metric name is one `compute_probes` writes."""
+    if name in GLOBAL_METRICS or re.fullmatch(r"top_eig_\d+", name):
+        return True
+    prop, _, rest = name.partition("/")
+    return bool(rest) and (prop in TENSOR_PROPERTIES or prop.startswith("sparsity@"))

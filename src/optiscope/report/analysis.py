@@ -212,7 +212,8 @@ class ProfileInput:
 
 
 def profile_times(view: StoreView, budget: str = "grad_evals") -> ProfileInput:
-    """Per task, the target is the best cell's median final value (of the runtime metric); a
+    """Per task, the target is the best cell's median final value (of the runtime metric, the
+    median taken so that ceil(n/2) of its seeds reach it); a
     cell's time is the median over its seeds of the budget to reach it (inf if half or more of
     the seeds never do), as AlgoPerf takes the median over its trials. Times are floored at one
     budget unit so that ratios exist when a target is met at the start."""
@@ -226,13 +227,19 @@ def profile_times(view: StoreView, budget: str = "grad_evals") -> ProfileInput:
         if metric is None or not cells:
             continue
         goal = metric_goal(cells[0].task, metric)
-        medians = [np.median(o) for c in cells if (o := view.outcomes(c, metric, goal)).size]
+        # The median a cell reliably reaches: of n seeds, ceil(n/2) are at least this good.
+        method = "higher" if goal == "min" else "lower"
+        medians = [np.quantile(o, 0.5, method=method) for c in cells
+                   if (o := view.outcomes(c, metric, goal)).size]
         finite = [m for m in medians if np.isfinite(m)]
         if not finite:
             continue
         target = min(finite) if goal == "min" else max(finite)
         targets[task_key], metrics[task_key] = float(target), metric
-        rts = task_runtimes(view, task_key, metric, np.array([target]), budget)
+        try:
+            rts = task_runtimes(view, task_key, metric, np.array([target]), budget)
+        except OptiscopeError:  # a store without budget bookkeeping: count steps instead
+            rts = task_runtimes(view, task_key, metric, np.array([target]), "step")
         for c in cells:
             r = rts[c.label][:, 0]
             if r.size:

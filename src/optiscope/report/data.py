@@ -8,6 +8,7 @@ encodes a diverged seed as the worst value of its metric (never as missing).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,12 @@ from optiscope.store import RunStore
 
 #: Metrics that are bookkeeping rather than outcomes; not plotted as learning curves.
 BOOKKEEPING = ("grad_evals", "time_s")
+#: Metrics that are labels, not quantities (synthetic tasks' nearest-minimiser index): counted
+#: in a table, not summarised by medians.
+CATEGORICAL = ("basin",)
+#: Predicates for metrics that a section of their own shows (probes register theirs); the task
+#: sections leave them out. `StoreView.metric_names(..., owned=True)` lists them too.
+OWNED_METRICS: list[Callable[[str], bool]] = []
 
 
 @dataclass
@@ -101,34 +108,39 @@ class StoreView:
     def cells_of(self, task_key: str) -> list[CellRuns]:
         return [c for c in self.cells if c.task_key == task_key]
 
-    def metric_names(self, task_key: str) -> list[str]:
+    def metric_names(self, task_key: str, *, owned: bool = False) -> list[str]:
         names: dict[str, None] = {}
         for c in self.cells_of(task_key):
             names.update(dict.fromkeys(self._metrics(c)))
-        return sorted(names)
+        return sorted(n for n in names if owned or not any(p(n) for p in OWNED_METRICS))
 
-    def outcome_metrics(self, task_key: str) -> list[str]:
-        """Metrics describing outcomes (not bookkeeping nor per-batch), headline first."""
-        names = [n for n in self.metric_names(task_key) if n not in BOOKKEEPING and n != "batch_loss"]
-        head = self.headline_metric(task_key)
-        return ([head] if head in names else []) + [n for n in names if n != head]
-
-    def headline_metric(self, task_key: str) -> str | None:
-        """The task's first declared metric if stored, else the first outcome metric."""
+    def declared_metrics(self, task_key: str) -> list[str]:
+        """The metrics the task declares (`Task.metrics`), headline first; [] if unknown."""
         cells = self.cells_of(task_key)
-        stored = [n for n in self.metric_names(task_key) if n not in BOOKKEEPING and n != "batch_loss"]
-        if not cells or not stored:
-            return None
+        if not cells:
+            return []
         from optiscope.tasks.registry import task_class
 
         try:
-            declared = [m.name for m in task_class(cells[0].task).metrics]
+            return [m.name for m in task_class(cells[0].task).metrics]
         except Exception:  # a task no longer registered: the store still reads
-            declared = []
-        for name in declared:
-            if name in stored:
-                return name
-        return stored[0]
+            return []
+
+    def outcome_metrics(self, task_key: str) -> list[str]:
+        """Outcome metrics of a task, headline first: those the task declares (probe metrics
+        and bookkeeping are other sections' business). For a task no longer registered, every
+        stored metric that is not bookkeeping, per-batch, categorical or a probe ("a/b")."""
+        stored = self.metric_names(task_key)
+        declared = [n for n in self.declared_metrics(task_key) if n in stored and n not in CATEGORICAL]
+        if declared:
+            return declared
+        return [n for n in stored if n not in BOOKKEEPING and n not in CATEGORICAL
+                and n != "batch_loss" and "/" not in n]
+
+    def headline_metric(self, task_key: str) -> str | None:
+        """The task's first declared metric if stored, else the first outcome metric."""
+        names = self.outcome_metrics(task_key)
+        return names[0] if names else None
 
     def _metrics(self, cell: CellRuns) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if cell.cell_id not in self._cache:

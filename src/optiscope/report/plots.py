@@ -79,8 +79,8 @@ def distributions(
         ax.scatter(x, f, s=14, color=color(i), alpha=0.8, zorder=3)
         missing = groups[i][1].size - f.size
         if missing:
-            ax.annotate(f"{missing} not ok", (positions[i], 1.0), xycoords=("data", "axes fraction"),
-                        ha="center", va="bottom", fontsize=8, color="crimson")
+            ax.annotate(f"{missing} not finished", (positions[i], 0.97), xycoords=("data", "axes fraction"),
+                        ha="center", va="top", fontsize=8, color="crimson")
     ax.set_xticks(positions, [_wrap(g[0]) for g in groups], fontsize=8)
     ax.set_ylabel(title)
     ax.grid(alpha=0.3, axis="y")
@@ -108,7 +108,7 @@ def final_ecdf(title: str, groups: Sequence[tuple[str, np.ndarray]], goal: str) 
     if goal == "max":
         ax.invert_xaxis()
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"final {title}" + (" (better to the right)"))
+    ax.set_xlabel(f"final {title} (better to the left)")
     ax.set_ylabel("fraction of seeds at least this good")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
@@ -193,12 +193,13 @@ def correlation_scatter(
 ) -> str:
     """Final training loss against the held-out metric, one colour per cell, every seed a point."""
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    logx = True
+    shown = []
     for i, (label, x, y) in enumerate(groups):
         ok = np.isfinite(x) & np.isfinite(y)
-        logx &= bool((x[ok] > 0).all())
+        shown.append(x[ok])
         ax.scatter(x[ok], y[ok], s=16, color=color(i), alpha=0.85, label=label)
-    if logx:
+    xs = np.concatenate(shown) if shown else np.array([])
+    if xs.size and (xs > 0).all() and xs.max() / xs.min() > 20:  # log only over a wide range
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -216,10 +217,15 @@ def sensitivity_curves(title: str, series: Sequence[tuple[str, object]], xlabel:
         ax.fill_between(c.x, c.low, c.high, color=color(i), alpha=0.2, lw=0)
         for x, nf, n in zip(c.x, c.n_finite, c.n, strict=True):
             if nf < n:
-                ax.annotate(f"{n - nf} div.", (x, 1.0), xycoords=("data", "axes fraction"),
-                            ha="center", va="bottom", fontsize=7, color="crimson")
-    if (np.asarray([c.x.min() for _, c in series]) > 0).all():
+                ax.annotate(f"{n - nf}/{n} div.", (x, 0.97), xycoords=("data", "axes fraction"),
+                            ha="center", va="top", fontsize=7, color="crimson")
+    xs = np.concatenate([c.x for _, c in series])
+    if (xs > 0).all():
         ax.set_xscale("log")
+        ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
+    else:
+        pad = 0.1 * (xs.max() - xs.min() or 1.0)
+        ax.set_xlim(xs.min() - pad, xs.max() + pad)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -254,8 +260,8 @@ def contour_trajectories(
                 label="minimiser", zorder=5)
     ax.set_xlim(gx.min(), gx.max())
     ax.set_ylim(gy.min(), gy.max())
-    ax.set_xlabel("x0")
-    ax.set_ylabel("x1")
+    ax.set_xlabel("z0 (instance coordinates)")
+    ax.set_ylabel("z1")
     ax.legend(fontsize=7, frameon=False, loc="best")
     ax.set_title(title, fontsize=9)
     return to_svg(fig)

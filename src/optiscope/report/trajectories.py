@@ -123,11 +123,16 @@ def contour_grid(task_name: str, settings: dict, z: np.ndarray, n: int = 120):
 
     task = make_task(task_name, **settings)
     mins = task.minimizers().double().numpy()
-    pts = np.concatenate([z.reshape(-1, 2), mins])
-    pts = pts[np.isfinite(pts).all(axis=1)]
-    # Robust box: iterates can overshoot far; keep the bulk and the minimisers in view.
-    lo = np.minimum(np.quantile(pts, 0.01, axis=0), mins.min(axis=0))
-    hi = np.maximum(np.quantile(pts, 0.99, axis=0), mins.max(axis=0))
+    # The box holds the starts, the minimisers and the end points that stayed near them; a
+    # diverging iterate runs off the plot rather than shrinking everything else to a dot.
+    starts = z[:, 0, :]
+    ends = z[:, -1, :]
+    core = np.concatenate([starts, mins])
+    core = core[np.isfinite(core).all(axis=1)]
+    span = np.ptp(core, axis=0).max() if len(core) > 1 else 1.0
+    near = np.isfinite(ends).all(axis=1) & (np.abs(ends - core.mean(axis=0)).max(axis=1) < 3 * span + 1)
+    pts = np.concatenate([core, ends[near]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
     pad = 0.15 * np.maximum(hi - lo, 1e-3)
     lo, hi = lo - pad, hi + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))

@@ -109,7 +109,8 @@ def bootstrap_interval(
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return Interval(float(estimate), low, high, confidence, m)
-    return Interval(float(estimate), float("nan"), float("nan"), confidence, method, "bootstrap failed")
+    return Interval(float(estimate), float("nan"), float("nan"), confidence, method,
+                    "bootstrap interval undefined: too few distinct values in the sample")
 
 
 def _check_confidence(confidence: float) -> None:

@@ -1,6 +1,13 @@
 """Tasks: problems an ensemble trains on. Importing this package registers the built-ins."""
 
-from optiscope.tasks import synthetic, vision  # noqa: F401  (registration)
+from optiscope.tasks import (  # noqa: F401  (registration)
+    continual,
+    convex,
+    language,
+    linear_nets,
+    synthetic,
+    vision,
+)
 from optiscope.tasks.base import ROLES, Batch, MemberBatch, MetricInfo, Params, Task
 from optiscope.tasks.registry import TASKS, make_task, register_task, task_class
 

@@ -197,16 +197,23 @@ def softmax_optimum(x: np.ndarray, y: np.ndarray, classes: int, l2: float) -> fl
 
 
 @threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
-def low_rank_regression_optimum(x: np.ndarray, y_map: np.ndarray, rank: int) -> float:
-    """min over rank-`rank` B of mean_{i,j} ((B x_i - A x_i)_j)^2 with Y = A X exactly.
+def reduced_rank_regression_optimum(x: np.ndarray, y: np.ndarray, rank: int) -> float:
+    """min over B with rank(B) <= rank of ||Y - X B^T||_F^2 (unnormalised), float64.
 
-    ||(A - B) X^T||_F^2 = ||(A - B) L||_F^2 with X^T X = L L^T, so by Eckart-Young B L is the
-    best rank-r approximation of A L and f* is the tail of its squared singular values / (n m).
+    ||Y - X B^T||^2 = ||Y - X B_ols^T||^2 + ||(B_ols - B) L||^2 with X^T X = L L^T, and the second
+    term's minimum is the tail of the squared singular values of B_ols L (Eckart-Young).
     """
-    n = x.shape[0]
+    b_ols = np.linalg.lstsq(x, y, rcond=None)[0].T
+    resid = y - x @ b_ols.T
     chol = np.linalg.cholesky(x.T @ x)
-    s = np.linalg.svd(y_map @ chol, compute_uv=False)
-    return float(np.sum(s[rank:] ** 2) / (n * y_map.shape[0]))
+    s = np.linalg.svd(b_ols @ chol, compute_uv=False)
+    return float(np.sum(resid * resid) + np.sum(s[rank:] ** 2))
+
+
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """The float64 values of `a` rounded to float32: the data the task actually trains on, so
+    that f* is the optimum of the training objective and not of a slightly different one."""
+    return np.asarray(a, np.float32).astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +314,7 @@ class LeastSquares(ConvexTask):
             y = (y - y.mean()) / y.std()
         else:
             x, y = synthetic_regression(n_samples, dim, condition, noise, data_seed)
+        x, y = as_float32(x), as_float32(y)
         self.n_features = x.shape[1]
         self.f_star, self.solution = least_squares_optimum(x, y, l2)
         self._set_data(x, y)
@@ -336,7 +344,8 @@ class _BinaryClassifier(ConvexTask):
 
     def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         w = params["weight"]
-        bce = F.binary_cross_entropy_with_logits(self.logits(params, x), y.float())
+        z = self.logits(params, x)
+        bce = F.binary_cross_entropy_with_logits(z, y.to(z.dtype))
         return bce + 0.5 * self.l2 * (w * w).sum()
 
     def extra_metrics(self, params: Params, batch: Batch) -> dict[str, Tensor]:
@@ -382,6 +391,7 @@ class LogisticRegression(_BinaryClassifier):
         self.n_samples, self.dim, self.margin, self.data_seed = n_samples, dim, margin, data_seed
         require(l2 >= 0, self.name, "l2", ">= 0", l2)
         xtr, ytr, xte, yte = binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin)
+        xtr = as_float32(xtr)
         self.f_star = _cached_logistic_optimum(
             (self.name, dataset, n_samples, dim, margin, data_seed),
             xtr.tobytes(), xtr.shape, ytr.astype(np.int64).tobytes(), l2, bias,
@@ -444,6 +454,7 @@ class KernelLogistic(_BinaryClassifier):
             c = rng.uniform(0, 2 * np.pi, n_features)
             ftr = np.sqrt(2.0 / n_features) * np.cos(xtr @ w.T + c)
             fte = np.sqrt(2.0 / n_features) * np.cos(xte @ w.T + c)
+        ftr = as_float32(ftr)
         self.f_star = _cached_logistic_optimum(
             (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed),
             ftr.tobytes(), ftr.shape, ytr.astype(np.int64).tobytes(), l2, False,
@@ -488,7 +499,7 @@ class SoftmaxDigits(ConvexTask):
 def _softmax_star(data_seed: int, l2: float) -> float:
     x, y = load_bundled("digits")
     xtr, ytr, _, _ = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
-    return softmax_optimum(xtr, ytr, 10, l2)
+    return softmax_optimum(as_float32(xtr), ytr, 10, l2)
 
 
 @lru_cache(maxsize=8)
@@ -503,7 +514,7 @@ def vaswani_factorization(n: int, data_seed: int) -> tuple[np.ndarray, np.ndarra
 @register_task
 class MatrixFactorization(ConvexTask):
     """Low-rank matrix factorisation (Vaswani et al. 2019): y = W2 W1 x, 6 -> rank -> 10, no bias,
-    MSE; non-convex in (W1, W2) but f* is the Eckart-Young closed form for rank-limited regression."""
+    MSE; non-convex in (W1, W2) but f* is the closed form of reduced-rank regression (Eckart-Young)."""
 
     name = "matrix-factorization"
     description = "linear net 6 -> rank -> 10 fitting y = A x (Vaswani et al.); f* by Eckart-Young"
@@ -514,8 +525,9 @@ class MatrixFactorization(ConvexTask):
         require(n_samples >= 6, self.name, "n_samples", ">= 6", n_samples)
         x, a = vaswani_factorization(n_samples, data_seed)
         self.target_map = a
-        self.f_star = low_rank_regression_optimum(x, a, rank)
-        self._set_data(x, x @ a.T)
+        x, y = as_float32(x), as_float32(x @ a.T)
+        self.f_star = reduced_rank_regression_optimum(x, y, rank) / y.size
+        self._set_data(x, y)
 
     def init_params(self, seed: int) -> Params:
         gen = member_generator(seed, "init")

@@ -59,3 +59,19 @@ def classification_metrics(logits: Tensor, y: Tensor, prefix: str) -> dict[str, 
         f"{prefix}_loss": F.cross_entropy(logits, y),
         f"{prefix}_acc": (logits.argmax(-1) == y).float().mean(),
     }
+
+
+def init_conv(
+    gen: torch.Generator, in_channels: int, out_channels: int, kernel: tuple[int, ...]
+) -> tuple[Tensor, Tensor]:
+    """torch.nn.ConvNd's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in * prod(k)."""
+    fan_in = in_channels * math.prod(kernel)
+    bound = 1.0 / math.sqrt(fan_in)
+    w = (torch.rand(out_channels, in_channels, *kernel, generator=gen) * 2 - 1) * bound
+    b = (torch.rand(out_channels, generator=gen) * 2 - 1) * bound
+    return w, b
+
+
+def layer_roles(params: Params) -> dict[str, str]:
+    """Roles by name: `*.bias` bias, `head.*` head, everything else (linear, conv) hidden."""
+    return mlp_roles(params)

@@ -1,0 +1,121 @@
+"""Probes on a store's saved final parameters, after training (`optiscope probe`).
+
+Parameters are read from the cell's safetensors file (never a pickle); the task is rebuilt from
+the `runs` table's task name and settings. Results can be written back as metrics at the cell's
+last step, so the report shows them beside probes taken during training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from optiscope.errors import OptiscopeError
+from optiscope.probes.schedule import ProbeConfig
+from optiscope.probes.trajectory import compute_probes
+from optiscope.store import RunStore
+from optiscope.store.schema import METRICS
+from optiscope.tasks.registry import make_task
+
+
+@dataclass
+class CellProbes:
+    """Probe values of one stored cell: name -> one value per member (NaN if not ok)."""
+
+    cell_id: str
+    label: str
+    task: str
+    step: int
+    run_ids: list[str]
+    status: list[str]
+    values: dict[str, np.ndarray]
+
+
+def stored_cells(store: RunStore) -> list[str]:
+    rows = store.fetch("SELECT DISTINCT cell_id FROM runs ORDER BY cell_id")
+    return [str(c) for c in rows["cell_id"]]
+
+
+def resolve_cells(store: RunStore, requested: list[str] | None) -> list[str]:
+    """Cell ids from full ids or unique prefixes; all cells with saved params when None."""
+    cells = stored_cells(store)
+    if not requested:
+        return [c for c in cells if store.params_path(c).exists()]
+    out = []
+    for r in requested:
+        matches = [c for c in cells if c.startswith(r)]
+        if len(matches) != 1:
+            what = "no cell" if not matches else f"{len(matches)} cells"
+            raise OptiscopeError(f"--cell '{r}' matches {what}; cells in the store: {', '.join(cells) or '(none)'}")
+        out.append(matches[0])
+    return out
+
+
+def probe_cell(
+    store: RunStore, cell_id: str, config: ProbeConfig, groups: tuple[str, ...] | None = None,
+    device: str = "cpu",
+) -> CellProbes:
+    """Probes of one cell's saved final parameters."""
+    runs = store.fetch(
+        "SELECT run_id, task, task_settings, label, seed, status, steps FROM runs "
+        "WHERE cell_id = ? ORDER BY member", [cell_id],
+    )
+    if not len(runs["run_id"]):
+        raise OptiscopeError(f"cell {cell_id} is not in {store.root}")
+    task_name = str(runs["task"][0])
+    task = make_task(task_name, **json.loads(str(runs["task_settings"][0]))).to(device)
+    saved = store.load_params(cell_id)
+    params = {k: v.to(device) for k, v in saved.items() if not k.startswith("init.")}
+    init = {k[5:]: v.to(device) for k, v in saved.items() if k.startswith("init.")} or None
+    expected = set(task.init_params(0))
+    if set(params) != expected:
+        raise OptiscopeError(
+            f"cell {cell_id}: saved tensors {sorted(params)} do not match task '{task_name}' ({sorted(expected)})"
+        )
+    seeds = torch.tensor([int(s) for s in runs["seed"]])
+    step = int(runs["steps"][0])
+    out = compute_probes(task, params, init, seeds, config, groups=groups, step=step)
+    status = [str(s) for s in runs["status"]]
+    ok = np.array([s == "ok" for s in status])
+    values = {}
+    for k, v in out.items():
+        arr = v.double().cpu().numpy()
+        values[k] = np.where(ok, arr, np.nan)
+    return CellProbes(cell_id, str(runs["label"][0]), task_name, step, [str(r) for r in runs["run_id"]], status, values)
+
+
+def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
+    """Add the cell's probe values to its metrics file at its last step; returns rows written.
+
+    Rows with the same (run, step, name) are replaced, so probing again is idempotent. The file
+    is rewritten to a temporary name and renamed into place, as the store does.
+    """
+    path = store.root / "metrics" / f"{result.cell_id}.parquet"
+    old = pq.read_table(path) if path.exists() else pa.Table.from_pylist([], schema=METRICS)
+    run_ids, names, values = [], [], []
+    for name, arr in result.values.items():
+        for r, v in zip(result.run_ids, arr, strict=True):
+            if np.isfinite(v) or np.isinf(v):
+                run_ids.append(r)
+                names.append(name)
+                values.append(float(v))
+    new = pa.table(
+        {"run_id": run_ids, "step": np.full(len(values), result.step, dtype=np.int64), "name": names, "value": values},
+        schema=METRICS,
+    )
+    replaced = {(r, n) for r, n in zip(run_ids, names, strict=True)}
+    keep = [
+        not (int(s) == result.step and (r, n) in replaced)
+        for r, s, n in zip(old["run_id"].to_pylist(), old["step"].to_pylist(), old["name"].to_pylist(), strict=True)
+    ]
+    table = pa.concat_tables([old.filter(pa.array(keep, type=pa.bool_())), new])
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return len(values)

@@ -1,0 +1,134 @@
+"""The report's probe panels: geometry along the trajectory and properties of the solutions.
+
+For every task with probe metrics in the store: each probe along the trajectory per cell (median
+and inter-quartile band over members), then the final solution's properties as distributions
+over members per cell. Probe metrics are registered as owned by this section, so the task
+sections do not repeat them as outcomes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from optiscope.probes.trajectory import GLOBAL_METRICS, TENSOR_PROPERTIES, is_probe_metric
+from optiscope.report import plots
+from optiscope.report.data import OWNED_METRICS, StoreView
+from optiscope.report.html import EXTRA_SECTIONS, Section, esc, figure, fmt, note
+
+#: Shown along the trajectory (the rest only as final distributions).
+TRAJECTORY = ("grad_norm", "hessian_trace", "top_eig", "noise_scale", "margin", "r_med",
+              "update_ratio", "eff_rank", "stable_rank", "dist_from_init", "spectrum_negative_mass")
+#: Probes whose scale spans decades: log y axis when positive.
+LOG_SCALE = ("r_med", "update_ratio", "noise_scale", "grad_norm", "hessian_trace", "top_eig")
+
+DESCRIPTIONS = {
+    "r_med": "R_med = max|diag H| / median|diag H| per tensor (Jiang, Malik & Li 2023): Adam is "
+             "claimed to drive it down, SGD not.",
+    "hessian_trace": "Hutchinson estimate of tr H.",
+    "top_eig": "largest Hessian eigenvalue (Lanczos).",
+    "noise_scale": "simple gradient noise scale tr(Sigma) / |G|^2 (McCandlish et al. 2018).",
+    "update_ratio": "||Delta W|| / ||W|| of one step, per tensor.",
+    "eff_rank": "effective rank exp(entropy of normalised singular values).",
+    "stable_rank": "||W||_F^2 / ||W||_2^2.",
+    "dist_from_init": "||W - W0||_F / ||W0||_F.",
+    "cka": "mean linear CKA of a member's representation to the other members'.",
+    "barrier_to_next": "loss barrier on the straight line to the next member (mode connectivity).",
+    "dead_units": "fraction of hidden units inactive on the whole probe batch.",
+}
+
+
+def _family(name: str) -> str:
+    return name.partition("/")[0] if "/" in name else ("top_eig" if name.startswith("top_eig") else name)
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def probes_section(view: StoreView) -> Section | None:
+    """The probe panels of every task that has probe metrics; None when there are none."""
+    parts = []
+    for task_key in view.tasks():
+        names = [n for n in view.metric_names(task_key, owned=True) if is_probe_metric(n)]
+        if names:
+            parts.append(f"<h3>{esc(task_key)}</h3>" + _task_panels(view, task_key, names))
+    if not parts:
+        return None
+    intro = (
+        "<p>Probes are computed for every member on a fixed probe batch (each member's first "
+        "training minibatch) at the steps of the experiment's <code>[probes]</code> cadence; "
+        "curvature comes from Hessian-vector products only (Hutchinson, Lanczos). Lines are the "
+        "median over members, bands the inter-quartile range; distributions show every member "
+        "as a point. Non-finite values (e.g. R_med when more than half a tensor's diagonal is 0) "
+        "are left out of plots and counted in the table.</p>"
+    )
+    return Section("Probes: geometry and solutions", "probes", intro + "".join(parts))
+
+
+def _task_panels(view: StoreView, task_key: str, names: list[str]) -> str:
+    cells = view.cells_of(task_key)
+    families: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        families[_family(n)].append(n)
+    order = [f for f in (*GLOBAL_METRICS, *TENSOR_PROPERTIES) if f in families] + sorted(
+        f for f in families if f not in GLOBAL_METRICS and f not in TENSOR_PROPERTIES
+    )
+    along, final = [], []
+    for fam in order:
+        members = families[fam]
+        desc = DESCRIPTIONS.get(fam, "")
+        if fam in TRAJECTORY:
+            figs = []
+            for n in members:
+                series = [(c.label, steps, _finite(vals)) for c in cells for steps, vals in [view.curves(c, n)]]
+                if any(len(s[1]) > 1 for s in series):
+                    figs.append(figure(plots.learning_curves(n, series, log_y=fam in LOG_SCALE)))
+            if figs:
+                along.append(_group(fam, desc, figs, open_=fam in ("r_med", "top_eig", "hessian_trace")))
+        figs = []
+        for n in members:
+            finals = [(c.label, _finite(view.final_values(c, n))) for c in cells]
+            if any(np.isfinite(v).any() for _, v in finals):
+                figs.append(figure(plots.distributions(n, finals)))
+        if figs:
+            final.append(_group(fam, desc, figs, open_=fam in ("r_med", "eff_rank", "barrier_to_next")))
+    table = _final_table(view, task_key, [n for f in order for n in families[f] if f in GLOBAL_METRICS or f == "r_med"])
+    return (
+        "<h4>Along the trajectory</h4>" + ("".join(along) or note("Probed at one step only."))
+        + "<h4>Final solutions</h4>" + table + "".join(final)
+    )
+
+
+def _group(family: str, description: str, figs: list[str], open_: bool) -> str:
+    summary = f"{esc(family)}" + (f": {esc(description)}" if description else "")
+    return (
+        f"<details{' open' if open_ else ''}><summary>{summary} ({len(figs)} plots)</summary>"
+        f"<div class='grid'>{''.join(figs)}</div></details>"
+    )
+
+
+def _final_table(view: StoreView, task_key: str, names: list[str]) -> str:
+    rows = []
+    for n in names:
+        for c in view.cells_of(task_key):
+            v = view.final_values(c, n)
+            fin = v[np.isfinite(v)]
+            med = float(np.median(fin)) if fin.size else float("nan")
+            q = np.percentile(fin, [25, 75]) if fin.size else (float("nan"),) * 2
+            rows.append(
+                f"<tr><td>{esc(n)}</td><td>{esc(c.label)}</td><td class=num>{fmt(med)}</td>"
+                f"<td class=num>[{fmt(float(q[0]))}, {fmt(float(q[1]))}]</td>"
+                f"<td class=num>{fin.size} / {len(v)}</td></tr>"
+            )
+    if not rows:
+        return ""
+    return (
+        "<table><tr><th>probe (final step)</th><th>cell</th><th>median</th><th>IQR</th>"
+        "<th>finite / seeds</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+OWNED_METRICS.append(is_probe_metric)
+EXTRA_SECTIONS.append(probes_section)

@@ -1,0 +1,247 @@
+"""Continual learning: K tasks trained one after another within one run (Pascanu et al. 2025).
+
+Pascanu et al. (arXiv 2507.12224) find that the optimizer changes how much a network forgets:
+trained on a sequence of tasks, non-diagonal preconditioners interfere less than Adam or SGD.
+Two sequences, each a single network with a shared 10-way head:
+
+- `continual-permuted-mnist1d`: MNIST-1D under K fixed input permutations (task 0 unpermuted;
+  the permutations come from `data_seed`, the same for every member): domain-incremental.
+- `continual-split-digits`: scikit-learn's digits in class pairs (0,1) -> (2,3) -> ... -> (8,9),
+  evaluated with the full 10-way argmax: class-incremental, as in Pascanu et al.
+
+The task knows its schedule: step t trains on stage min(t // steps_per_stage, K - 1).
+`evaluate` reports accuracy on every task's test split (`acc_task0`, ...), the average over the
+tasks seen so far (`avg_acc`) and the accuracy on the newest task (`plasticity`). Forgetting
+needs the history of those curves, so it is computed afterwards from the stored per-task
+accuracy curves with `forgetting_curves` / `stage_accuracy_matrix` / `final_forgetting` below.
+
+Why the stage is a small mutable tensor: `eval_batch(seeds)` is not told the step, so the task
+remembers, per set of seeds, the stage of the last batch it handed out, in a 0-d tensor that
+`train_batch` updates in place. The loop trainer builds its evaluation batch once per member and
+still sees the current stage, because it holds that same tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
+from optiscope.tasks.data import EpochSampler, member_generator
+from optiscope.tasks.layers import init_mlp, mlp_forward, mlp_roles
+from optiscope.tasks.registry import register_task
+from optiscope.tasks.sklearn_data import digits_images
+from optiscope.tasks.vision import mnist1d_arrays
+
+
+def continual_metrics(n_tasks: int) -> tuple[MetricInfo, ...]:
+    return (
+        MetricInfo("avg_acc", "max", "mean test accuracy over the tasks seen so far"),
+        MetricInfo("plasticity", "max", "test accuracy on the task being trained now"),
+        *(MetricInfo(f"acc_task{k}", "max", f"test accuracy on task {k}") for k in range(n_tasks)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Forgetting from stored curves (numpy)
+# ---------------------------------------------------------------------------------------------
+
+
+def forgetting_curves(acc: np.ndarray) -> np.ndarray:
+    """Running forgetting: (n_evals, K) accuracy curves -> max_{s <= t} acc[s, k] - acc[t, k].
+
+    The drop of each task's accuracy from its best so far (>= 0; 0 while a task improves).
+    NaN entries (evaluations a member never reached) are ignored in the running best.
+    """
+    acc = np.asarray(acc, dtype=np.float64)
+    best = np.fmax.accumulate(acc, axis=0)
+    return best - acc
+
+
+def stage_accuracy_matrix(
+    acc: np.ndarray, eval_steps: np.ndarray, steps_per_stage: int, n_tasks: int | None = None
+) -> np.ndarray:
+    """a[l, k] = accuracy on task k at the end of stage l (the evaluation at step (l+1) * steps_per_stage).
+
+    `acc` is (n_evals, K) with rows at `eval_steps`; every stage end must have been evaluated.
+    """
+    acc = np.asarray(acc, dtype=np.float64)
+    steps = np.asarray(eval_steps)
+    k_tasks = acc.shape[1] if n_tasks is None else n_tasks
+    rows = []
+    for stage in range(k_tasks):
+        end = (stage + 1) * steps_per_stage
+        hit = np.nonzero(steps == end)[0]
+        if len(hit) == 0:
+            raise ValueError(f"no evaluation at step {end}, the end of stage {stage}; evaluate every "
+                             f"steps_per_stage steps (or a divisor of it)")
+        rows.append(acc[hit[0]])
+    return np.stack(rows)
+
+
+def final_forgetting(matrix: np.ndarray) -> np.ndarray:
+    """Forgetting of tasks 0..K-2 after the last stage (Chaudhry et al. 2018):
+    f_k = max_{l < K-1} a[l, k] - a[K-1, k]."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return m[:-1, :-1].max(axis=0) - m[-1, :-1]
+
+
+def average_accuracy(matrix: np.ndarray) -> float:
+    """Mean accuracy over all tasks after the last stage."""
+    return float(np.asarray(matrix, dtype=np.float64)[-1].mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+
+
+class ContinualTask(Task):
+    """A sequence of classification tasks sharing one MLP and one 10-way head."""
+
+    family = "continual"
+    n_tasks: int
+    steps_per_stage: int
+    batch_size: int
+    hidden: int
+    depth: int
+    n_inputs: int
+
+    def _set_stages(self, train: list[tuple[Tensor, Tensor]], test_x: Tensor, test_y: Tensor, test_mask: Tensor) -> None:
+        """train[k] = (x, y) of stage k; test_* are (K, N, ...) stacked per task, mask (K, N)."""
+        self.train_sets = train
+        self.test_x, self.test_y, self.test_mask = test_x, test_y, test_mask
+        for x, _ in train:
+            require(self.batch_size <= len(x), self.name, "batch_size", f"<= {len(x)} (smallest stage)", self.batch_size)
+        self.samplers = [EpochSampler(len(x), self.batch_size) for x, _ in train]
+        self.metrics = continual_metrics(self.n_tasks)
+        self._stages: dict[tuple[int, ...], Tensor] = {}
+
+    def stage(self, step: int) -> int:
+        return min(step // self.steps_per_stage, self.n_tasks - 1)
+
+    def _stage_tensor(self, seeds: Tensor) -> Tensor:
+        key = tuple(int(s) for s in seeds.reshape(-1).tolist())
+        if key not in self._stages:
+            self._stages[key] = torch.zeros((), dtype=torch.int64, device=self.test_x.device)
+        return self._stages[key]
+
+    def init_params(self, seed: int) -> Params:
+        return init_mlp(member_generator(seed, "init"), [self.n_inputs] + [self.hidden] * self.depth + [10])
+
+    def roles(self) -> dict[str, str]:
+        return mlp_roles(self.init_params(0))
+
+    def logits(self, params: Params, x: Tensor) -> Tensor:
+        return mlp_forward(params, x, self.depth)
+
+    def loss(self, params: Params, batch: Batch) -> Tensor:
+        return F.cross_entropy(self.logits(params, batch["x"]), batch["y"])
+
+    def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
+        k = self.stage(step)
+        self._stage_tensor(seeds).fill_(k)
+        x, y = self.train_sets[k]
+        idx = self.samplers[k].indices(seeds, step).to(x.device)
+        return MemberBatch(per_member={"x": x[idx], "y": y[idx]})
+
+    def eval_batch(self, seeds: Tensor) -> MemberBatch:
+        return MemberBatch(
+            shared={"test_x": self.test_x, "test_y": self.test_y, "test_mask": self.test_mask,
+                    "stage": self._stage_tensor(seeds)}
+        )
+
+    def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        correct = (self.logits(params, batch["test_x"]).argmax(-1) == batch["test_y"]).float()
+        mask = batch["test_mask"].float()
+        acc = (correct * mask).sum(-1) / mask.sum(-1)  # (K,)
+        stage = batch["stage"]
+        index = torch.arange(self.n_tasks, device=acc.device)
+        seen = (index <= stage).float()
+        out = {
+            "avg_acc": (acc * seen).sum() / seen.sum(),
+            "plasticity": (acc * (index == stage).float()).sum(),
+        }
+        return out | {f"acc_task{k}": acc[k] for k in range(self.n_tasks)}
+
+    def to(self, device: torch.device | str) -> ContinualTask:
+        self.train_sets = [(x.to(device), y.to(device)) for x, y in self.train_sets]
+        self.test_x, self.test_y, self.test_mask = (t.to(device) for t in (self.test_x, self.test_y, self.test_mask))
+        self._stages = {k: v.to(device) for k, v in self._stages.items()}
+        return self
+
+
+def input_permutations(n_tasks: int, n_inputs: int, data_seed: int) -> np.ndarray:
+    """(K, n_inputs) permutations: identity for task 0, then seeded random ones."""
+    rng = np.random.default_rng([data_seed, 7])
+    perms = [np.arange(n_inputs)] + [rng.permutation(n_inputs) for _ in range(n_tasks - 1)]
+    return np.stack(perms)
+
+
+@register_task
+class ContinualPermutedMnist1d(ContinualTask):
+    """MNIST-1D under K input permutations, trained in sequence (domain-incremental)."""
+
+    name = "continual-permuted-mnist1d"
+    description = "K permuted MNIST-1D tasks in sequence, one MLP; per-task accuracy, plasticity"
+    metrics = continual_metrics(5)
+
+    def __init__(
+        self,
+        *,
+        n_tasks: int = 5,
+        steps_per_stage: int = 200,
+        hidden: int = 256,
+        depth: int = 2,
+        batch_size: int = 100,
+        data_seed: int = 0,
+    ):
+        name = self.name
+        require(n_tasks >= 1, name, "n_tasks", ">= 1", n_tasks)
+        require(steps_per_stage >= 1, name, "steps_per_stage", ">= 1", steps_per_stage)
+        require(hidden >= 1, name, "hidden", ">= 1", hidden)
+        require(depth >= 0, name, "depth", ">= 0", depth)
+        self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
+        self.batch_size, self.data_seed, self.n_inputs = batch_size, data_seed, 40
+        d = mnist1d_arrays()
+        self.permutations = torch.from_numpy(input_permutations(n_tasks, 40, data_seed))
+        x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+        xt, yt = torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"])
+        train = [(x[:, p], y) for p in self.permutations]
+        test_x = torch.stack([xt[:, p] for p in self.permutations])
+        self._set_stages(train, test_x, yt.expand(n_tasks, -1).clone(), torch.ones(n_tasks, len(yt), dtype=torch.bool))
+
+
+@register_task
+class ContinualSplitDigits(ContinualTask):
+    """scikit-learn digits in class pairs (0,1) -> (2,3) -> ... (class-incremental, shared head)."""
+
+    name = "continual-split-digits"
+    description = "digits class pairs (0,1)->(2,3)->...->(8,9) in sequence, shared 10-way head"
+    metrics = continual_metrics(5)
+
+    def __init__(
+        self,
+        *,
+        n_tasks: int = 5,
+        steps_per_stage: int = 100,
+        hidden: int = 128,
+        depth: int = 2,
+        batch_size: int = 32,
+        data_seed: int = 0,
+    ):
+        name = self.name
+        require(1 <= n_tasks <= 5, name, "n_tasks", "in [1, 5] (five class pairs)", n_tasks)
+        require(steps_per_stage >= 1, name, "steps_per_stage", ">= 1", steps_per_stage)
+        require(hidden >= 1, name, "hidden", ">= 1", hidden)
+        require(depth >= 0, name, "depth", ">= 0", depth)
+        self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
+        self.batch_size, self.data_seed, self.n_inputs = batch_size, data_seed, 64
+        d = digits_images(data_seed)
+        x, y = torch.from_numpy(d["x"]).float(), torch.from_numpy(d["y"])
+        xt, yt = torch.from_numpy(d["x_test"]).float(), torch.from_numpy(d["y_test"])
+        train = [(x[(y // 2) == k], y[(y // 2) == k]) for k in range(n_tasks)]
+        mask = torch.stack([(yt // 2) == k for k in range(n_tasks)])
+        self._set_stages(train, xt.expand(n_tasks, -1, -1).clone(), yt.expand(n_tasks, -1).clone(), mask)

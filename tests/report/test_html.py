@@ -1,0 +1,130 @@
+"""The HTML report: built from real small stores, robust to divergence, opened in a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optiscope.config import parse_config
+from optiscope.engine.runner import run_experiment
+from optiscope.report import EXTRA_SECTIONS, Section, build_report
+from optiscope.store import RunStore
+
+from .conftest import write_cell
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+
+def experiment(name: str, seeds, tasks, optimizers, steps: int = 60):
+    return parse_config({
+        "experiment": {"name": name, "seeds": seeds, "steps": steps, "eval_every": 10},
+        "tasks": tasks, "optimizers": optimizers,
+    })
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """Rosenbrock (2-D, with a diverging and an all-diverged SGD), a 2-D quadratic, and a tiny
+    MNIST-1D MLP (for the training-loss vs held-out scatter)."""
+    root = tmp_path_factory.mktemp("report")
+    store = RunStore.create(root / "store")
+    run_experiment(experiment(
+        "synthetic", 5,
+        [{"name": "rosenbrock"}, {"name": "quadratic", "dim": 2, "condition": 10.0}],
+        [{"name": "sgd", "lr": [0.001, 0.003, 0.05]}, {"name": "adam", "lr": 0.05}],
+    ), store)
+    run_experiment(experiment(
+        "mnist", 4, [{"name": "mnist1d-mlp", "hidden": 16}],
+        [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 0.01}], steps=30,
+    ), store)
+    return build_report(store, root / "report.html")
+
+
+def test_report_has_every_section_and_plot(report):
+    page = report.read_text()
+    for title in ("Setup", "Task: rosenbrock", "Task: mnist1d-mlp", "Significance: final f_gap",
+                  "Learning curves", "Runtime to target", "Optimisation versus generalisation",
+                  "Tuning", "Trajectories on the contours", "Performance profile",
+                  "Success and divergence"):
+        assert title in page, title
+    assert "could not be computed" not in page
+    assert page.count("<svg") >= 30
+    assert "Spearman rho" in page  # the scatter of the MNIST-1D task
+    assert "re-run vs stored final iterate: max |diff| = " in page
+
+
+def test_report_shows_diverged_runs_and_says_why_statistics_are_missing(report):
+    page = report.read_text()
+    assert "no seed finished (all diverged or failed): no statistic" in page  # sgd lr=0.05
+    assert re.search(r"seed\(s\) diverged: described over \d", page)  # sgd lr=0.003
+    assert "class='bad'" in page  # the status rows of diverged cells are flagged
+    assert "0.00 [0.00, " in page  # all-diverged success rate with its Wilson interval
+    assert "Not applicable" in page  # synthetic tasks have no held-out metric
+
+
+def test_one_seed_and_all_diverged_cells_do_not_crash(tmp_path):
+    store = RunStore.create(tmp_path / "one")
+    run_experiment(experiment(
+        "one", [3], [{"name": "rosenbrock"}], [{"name": "sgd", "lr": [0.001, 0.05]}], steps=30,
+    ), store)
+    page = build_report(store, tmp_path / "r.html").read_text()
+    assert "could not be computed" not in page
+    assert "one seed: no interval or spread" in page
+    assert "no seed finished" in page
+
+
+def test_hand_made_store_with_a_failed_cell_reports(handmade, tmp_path):
+    write_cell(handmade, "a", "A", {"f_gap": np.array([[5.0, 1.0], [5.0, 2.0]])}, [0, 10])
+    write_cell(handmade, "b", "B", {"f_gap": np.full((2, 2), np.nan)}, [0, 10], status=["failed"] * 2)
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "could not be computed" not in page and "Task: quadratic" in page
+
+
+def test_extra_sections_hook_adds_a_section(handmade, tmp_path, monkeypatch):
+    write_cell(handmade, "a", "A", {"f_gap": np.ones((2, 2))}, [0, 10])
+    monkeypatch.setattr("optiscope.report.html.EXTRA_SECTIONS", [
+        lambda view: Section("Probe panel", "probes", f"<p>{len(view.cells)} cells</p>"),
+        lambda view: None,
+    ])
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "<h2>Probe panel</h2>" in page and "<p>1 cells</p>" in page
+    assert page.index("Probe panel") < page.index("Success and divergence")
+    assert isinstance(EXTRA_SECTIONS, list)
+
+
+@pytest.mark.browser
+def test_report_loads_in_headless_chromium_with_every_plot_visible(report, tmp_path):
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (`make browser`, as root)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(report.as_uri(), wait_until="load")
+            svgs = page.locator("figure.plot > svg")
+            n = svgs.count()
+            assert n >= 30 and n == page.locator("svg").count()
+            for i in range(n):
+                svg = svgs.nth(i)
+                svg.scroll_into_view_if_needed()
+                assert svg.is_visible(), f"plot {i} is not visible"
+                box = svg.bounding_box()
+                assert box is not None and box["width"] > 100 and box["height"] > 100, (i, box)
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert shot.stat().st_size > 50_000
