@@ -128,3 +128,21 @@ def test_report_loads_in_headless_chromium_with_every_plot_visible(report, tmp_p
             browser.close()
     assert errors == []
     assert shot.stat().st_size > 50_000
+
+
+def test_terminal_basins_are_counted_and_tested_for_homogeneity(handmade, tmp_path):
+    from scipy import stats
+
+    basin_a = np.array([[0, 0], [0, 0], [0, 1]], float)
+    basin_b = np.array([[0, 1], [0, 1], [0, np.nan]], float)
+    gap = np.ones((3, 2))
+    write_cell(handmade, "a", "A", {"f_gap": gap, "basin": basin_a}, [0, 10], task="himmelblau")
+    write_cell(handmade, "b", "B", {"f_gap": gap, "basin": basin_b}, [0, 10], task="himmelblau",
+               status=["ok", "ok", "diverged"])
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "<h3>Terminal basins</h3>" in page
+    # A: two in basin 0, one in basin 1; B: two in basin 1, one not finished.
+    assert ("<tr><td>A</td><td class=num>2</td><td class=num>1</td><td class=num>0</td></tr>"
+            "<tr><td>B</td><td class=num>0</td><td class=num>2</td><td class=num>1</td></tr>") in page
+    p = stats.chi2_contingency([[2, 1], [0, 2]]).pvalue
+    assert f"p = {p:.3g}" in page

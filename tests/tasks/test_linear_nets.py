@@ -50,7 +50,7 @@ def test_wide_deep_linear_net_f_star_is_the_least_squares_residual():
 def test_linear_net_objective_equals_half_mean_squared_error_of_the_product():
     task = make_task("linear-net-2", d_in=5, hidden=3, d_out=2, n_samples=50, batch_size=10)
     p = task.init_params(1)
-    w = (p["head.weight"] @ p["layer1.weight"]).double()
+    w = p["head.weight"].double() @ p["layer1.weight"].double()
     x, y = task.x.double(), task.y.double()
     ref = 0.5 * ((x @ w.T - y) ** 2).sum(1).mean()
     assert float(task.objective({k: v.double() for k, v in p.items()}, x, y)) == pytest.approx(float(ref), rel=1e-12)

@@ -25,8 +25,7 @@ from optiscope.optim.base import (
     check_betas,
     check_hyperparameter,
 )
-from optiscope.optim.norms import MUON_COEFFICIENTS, as_matrix, newton_schulz
-from optiscope.optim.norms import ns_dtype as ns_dtype_of
+from optiscope.optim.norms import MUON_COEFFICIENTS, as_matrix, dtype_named, newton_schulz
 from optiscope.optim.roles import role_of
 from optiscope.optim.transforms import DecoupledWeightDecay, EMAMomentum, ScaleByAdam
 
@@ -40,7 +39,7 @@ class Orthogonalize(Transform):
         m = as_matrix(u, ctx.ensemble_dims)
         o = newton_schulz(
             m, group["ns_steps"], tuple(group["ns_coefficients"]), eps=group["eps"],
-            dtype=ns_dtype_of(group["ns_dtype"]),
+            dtype=dtype_named(group["ns_dtype"]),
         )
         rows, cols = m.shape[-2:]
         ctx.lr_scale *= math.sqrt(max(1.0, rows / cols))
@@ -91,8 +90,7 @@ class Muon(EnsembleOptimizer):
         check_hyperparameter("ns_steps", ns_steps, 0, 100)
         if len(ns_coefficients) != 3:
             raise HyperparameterError(f"ns_coefficients must be (a, b, c), got {ns_coefficients!r}")
-
-        ns_dtype_of(ns_dtype)
+        dtype_named(ns_dtype)  # raises for an unknown name
         check_hyperparameter("eps", eps, 0.0)
         check_hyperparameter("adamw_lr", adamw_lr, 0.0)
         check_betas("adamw_betas", adamw_betas)

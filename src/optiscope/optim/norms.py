@@ -39,8 +39,8 @@ NS_BAND: tuple[float, float] = (0.5, 1.5)
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
-def ns_dtype(name: str) -> torch.dtype:
-    """The dtype for a Newton-Schulz `dtype` argument ('bfloat16', 'float32', 'float64')."""
+def dtype_named(name: str) -> torch.dtype:
+    """The dtype called `name` ('bfloat16', 'float32', 'float64'), for Muon's `ns_dtype`."""
     if name not in _DTYPES:
         raise HyperparameterError(f"ns_dtype must be one of {sorted(_DTYPES)}, got {name!r}")
     return _DTYPES[name]
@@ -306,10 +306,6 @@ NORMS: dict[str, Callable[..., Norm]] = {
     "spectral": lambda spectral_method="svd": Spectral(spectral_method),
     "rms_rms": lambda spectral_method="svd": RMSToRMS(spectral_method),
     "l1_rms": lambda spectral_method="svd": L1ToRMS(),
-}
-NORM_CLASSES: dict[str, type[Norm]] = {
-    "euclidean": Euclidean, "infinity": Infinity, "rms": RMS, "spectral": Spectral,
-    "rms_rms": RMSToRMS, "l1_rms": L1ToRMS,
 }
 
 

@@ -65,8 +65,8 @@ class Prodigy(EnsembleOptimizer):
         if len({g["lr"] for g in self.param_groups}) > 1:
             raise HyperparameterError("lr: Prodigy needs one lr for all param groups")
 
-    # The global estimate lives in self.state["prodigy"]-like group entries: kept on the
-    # first group so that state_dict/load_state_dict carry it.
+    # The global estimate (d, d_max, d_numerator, k) is kept on the first param group, as the
+    # reference keeps it on every group, so that state_dict / load_state_dict carry it.
     def _members(self) -> tuple[int, ...]:
         p = self.param_groups[0]["params"][0]
         return tuple(p.shape[: self.ensemble_dims])
@@ -82,9 +82,11 @@ class Prodigy(EnsembleOptimizer):
                 loss = closure()
         first = self.param_groups[0]
         shape = self._members()
+        device = first["params"][0].device
+        wide = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
         if "d" not in first:
             for key, value in (("d", first["d0"]), ("d_max", first["d0"]), ("d_numerator", 0.0)):
-                first[key] = torch.full(shape, float(value), dtype=torch.float64)
+                first[key] = torch.full(shape, float(value), dtype=wide, device=device)
             first["k"] = 0
         beta1, beta2 = first["betas"]
         beta3 = first["beta3"] if first["beta3"] is not None else math.sqrt(beta2)
@@ -97,8 +99,8 @@ class Prodigy(EnsembleOptimizer):
         )
         dlr = d * lr * bias_correction  # float64, per member
         d_numerator = first["d_numerator"] * beta3
-        delta_numerator = torch.zeros(shape, dtype=torch.float64)
-        d_denom = torch.zeros(shape, dtype=torch.float64)
+        delta_numerator = torch.zeros(shape, dtype=wide, device=device)
+        d_denom = torch.zeros(shape, dtype=wide, device=device)
         params = []
         for group in self.param_groups:
             for p in group["params"]:
@@ -118,7 +120,7 @@ class Prodigy(EnsembleOptimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 dims = self._dims(p)
                 # float32 per-member reductions, then float64 accumulation (as .item() does)
-                dot = (grad * (state["p0"] - p)).sum(dim=dims).double().cpu()
+                dot = (grad * (state["p0"] - p)).sum(dim=dims).to(wide)
                 delta_numerator += (d / d0) * dlr * dot
                 if beta1 > 0:
                     state["exp_avg"].mul_(beta1).add_(grad * self._bcast(d * (1 - beta1), p))
@@ -127,7 +129,7 @@ class Prodigy(EnsembleOptimizer):
                 )
                 alpha = (d / d0) * d if group["safeguard_warmup"] else (d / d0) * dlr
                 state["s"].mul_(beta3).add_(grad * self._bcast(alpha, p))
-                d_denom += state["s"].abs().sum(dim=dims).double().cpu()
+                d_denom += state["s"].abs().sum(dim=dims).to(wide)
         active = d_denom != 0  # the reference returns early when the denominator is 0
         if not bool(active.any()):
             return loss
@@ -144,7 +146,7 @@ class Prodigy(EnsembleOptimizer):
             state = self.state[p]
             grad = p.grad
             state["step"] += 1
-            mask = self._bcast(active.to(torch.float64), p)
+            mask = self._bcast(active.to(wide), p)
             denom = state["exp_avg_sq"].sqrt().add_(self._bcast(d * group["eps"], p))
             step_size = self._bcast(dlr, p) * mask
             if group["weight_decay"] != 0 and group["decouple"]:
@@ -157,5 +159,5 @@ class Prodigy(EnsembleOptimizer):
         return loss
 
     def _bcast(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Per-member float64 values as float32 scalars broadcasting against `like`."""
+        """Per-member (float64) values cast to `like`'s dtype, shaped to broadcast against it."""
         return self.per_member(values.to(device=like.device, dtype=like.dtype), like)

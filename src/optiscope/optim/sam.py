@@ -114,6 +114,12 @@ class SAM(EnsembleOptimizer):
         self.param_groups = self.base.param_groups
         self.state = self.base.state
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load, then share the new groups and state with the base again (torch replaces them)."""
+        super().load_state_dict(state_dict)
+        self.base.param_groups = self.param_groups
+        self.base.state = self.state
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if closure is None:

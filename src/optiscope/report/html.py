@@ -260,12 +260,14 @@ def held_out_metric(view: StoreView, task_key: str) -> str | None:
 def generalisation_html(view: StoreView, task_key: str) -> str:
     names = view.outcome_metrics(task_key)
     held = held_out_metric(view, task_key)
-    if "train_loss" not in names or held is None:
+    # Convex tasks call their full-data training objective `loss`.
+    train = "train_loss" if "train_loss" in names else "loss" if "loss" in names else None
+    if train is None or held is None:
         return note("Not applicable: this task logs no training loss and held-out metric pair "
                     "(synthetic functions have no held-out data).")
     cells = view.cells_of(task_key)
     g_held = metric_goal(cells[0].task, held)
-    xs = {c.label: view.outcomes(c, "train_loss", "min") for c in cells}
+    xs = {c.label: view.outcomes(c, train, "min") for c in cells}
     ys = {c.label: view.outcomes(c, held, g_held) for c in cells}
     pooled = spearman(np.concatenate(list(xs.values())), np.concatenate(list(ys.values())))
     med_x = [np.median(v) for v in xs.values() if v.size]
@@ -280,10 +282,10 @@ def generalisation_html(view: StoreView, task_key: str) -> str:
         for k, r in rows
     )
     svg = plots.correlation_scatter(
-        f"final train_loss vs {held}: Spearman rho = {fmt(pooled.statistic)} "
+        f"final {train} vs {held}: Spearman rho = {fmt(pooled.statistic)} "
         f"[{fmt(pooled.interval.low)}, {fmt(pooled.interval.high)}]",
-        [(c.label, view.final_values(c, "train_loss"), view.final_values(c, held)) for c in cells],
-        "final train_loss", f"final {held}",
+        [(c.label, view.final_values(c, train), view.final_values(c, held)) for c in cells],
+        f"final {train}", f"final {held}",
     )
     return (
         f"<p>Does a lower training loss mean a better {esc(held)}? Spearman's rho with 95% BCa "
@@ -397,8 +399,23 @@ def basins_html(view: StoreView, task_key: str) -> str:
         + f"<td class=num>{int((~np.isfinite(f)).sum())}</td></tr>"
         for k, f in finals.items()
     )
-    return ("<h3>Terminal basins</h3><table><tr><th>cell</th>" + head + "<th>not finished</th></tr>"
-            + rows + "</table>")
+    counts = np.array([[int((f == i).sum()) for i in ids] for f in finals.values()])
+    counts = counts[counts.sum(axis=1) > 0]
+    test = ""
+    if counts.shape[0] > 1:
+        from scipy import stats
+
+        r = stats.chi2_contingency(counts)
+        small = (r.expected_freq < 5).any()
+        test = note(
+            f"Chi-square test of homogeneity (H0: every cell ends in the basins with the same "
+            f"probabilities; scipy.stats.chi2_contingency): chi2 = {r.statistic:.3g}, "
+            f"dof = {r.dof}, p = {r.pvalue:.3g}"
+            + (" (some expected counts are below 5: the p-value is approximate)" if small else "")
+        )
+    return ("<h3>Terminal basins</h3><p>The stationary distribution read by binning each seed's "
+            "final iterate into the nearest listed minimiser (Inan, Liu & Shehu 2024).</p>"
+            "<table><tr><th>cell</th>" + head + "<th>not finished</th></tr>" + rows + "</table>" + test)
 
 
 def task_section(view: StoreView, k: int, task_key: str) -> Section:

@@ -92,13 +92,13 @@ class ByteTransformer(Task):
         self,
         *,
         corpus: str = STDLIB,
-        d_model: int = 64,
+        d_model: int = 32,
         n_layers: int = 2,
         n_heads: int = 4,
-        context: int = 64,
-        batch_size: int = 16,
+        context: int = 32,
+        batch_size: int = 8,
         val_fraction: float = 0.1,
-        eval_windows: int = 64,
+        eval_windows: int = 32,
     ):
         name = self.name
         require(d_model >= 1, name, "d_model", ">= 1", d_model)
