@@ -55,3 +55,16 @@ def test_bad_shampoo_settings_name_the_argument():
         Shampoo(p, update_freq=0)
     with pytest.raises(HyperparameterError, match="eps"):
         Shampoo(p, eps=-1.0)
+
+
+def test_sparse_embedding_gradients_do_not_break_the_eigendecomposition():
+    """An embedding's gradient is zero on every row not in the batch: float32 eigh fails to
+    converge on such Gram matrices; the update must still be U V^T on the rows that moved."""
+    g = torch.zeros(2, 256, 16)
+    g[:, :5] = torch.randn(2, 5, 16)
+    w = torch.zeros(2, 256, 16, requires_grad=True)
+    w.grad = g.clone()
+    Shampoo([w], lr=1.0, accumulate=False, eps=0.0, ensemble_dims=1).step()
+    u, _, vh = torch.linalg.svd(g[:, :5].double(), full_matrices=False)
+    torch.testing.assert_close(w.detach()[:, :5].double(), -(u @ vh), atol=1e-5, rtol=0)
+    assert torch.equal(w.detach()[:, 5:], torch.zeros(2, 251, 16))

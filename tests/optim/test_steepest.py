@@ -165,3 +165,15 @@ def test_scale_by_dual_norm_gives_bernstein_newhouse_steepest_descent():
     SignDescent([p], lr=0.1, scale_by_dual_norm=True, ensemble_dims=1).step()
     expected = -0.1 * g.abs().sum(dim=(1, 2), keepdim=True) * g.sign()
     torch.testing.assert_close(p.detach(), expected)
+
+
+def test_embedding_role_steps_each_row_by_its_own_rms_normalised_gradient():
+    """l1 -> RMS for an embedding table (num_embeddings, dim): row i moves by
+    -lr sqrt(dim) G_i / ||G_i||; rows with no gradient stay put. Per member."""
+    table = torch.zeros(2, 6, 4, requires_grad=True)
+    g = torch.randn(2, 6, 4)
+    g[:, 3] = 0.0
+    table.grad = g.clone()
+    Steepest([{"params": [table], "role": "embedding"}], lr=0.1, ensemble_dims=1).step()
+    expected = -0.1 * 2.0 * g / g.norm(dim=-1, keepdim=True).clamp(min=1e-30)
+    torch.testing.assert_close(table.detach(), expected)

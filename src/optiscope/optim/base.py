@@ -116,7 +116,9 @@ class Transform:
 
     `update` maps the incoming direction `u` (at first the gradient) to the next one. `before`
     may act on the parameter itself before the update (decoupled weight decay). The chain's
-    final direction is applied by the optimizer as ``p -= lr * ctx.lr_scale * u``.
+    final direction is applied by the optimizer as ``p -= lr * ctx.lr_scale / ctx.lr_divisor * u``
+    (``u / ctx.denominator`` when a piece sets a denominator, as Adam's does), with `lr` the
+    group's unless a piece sets ``ctx.lr``.
     """
 
     #: Hyperparameter names this piece reads from the param group (for docs and checks).

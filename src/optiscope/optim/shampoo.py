@@ -33,11 +33,25 @@ def inverse_root(m: Tensor, p: int, eps: float) -> Tensor:
     pseudo-inverse root: that is what makes Shampoo without accumulation equal U V^T exactly
     for rank-deficient (rectangular) gradients.
     """
-    lam, q = torch.linalg.eigh(m)
+    lam, q = _eigh(m)
     lam = lam.clamp(min=0) + eps
     tol = lam.amax(dim=-1, keepdim=True) * m.shape[-1] * torch.finfo(m.dtype).eps
-    inv = torch.where(lam > tol, lam.clamp(min=torch.finfo(m.dtype).tiny) ** (-1.0 / p), 0.0)
-    return (q * inv.unsqueeze(-2)) @ q.mT
+    inv = torch.where(lam > tol, lam.clamp(min=torch.finfo(lam.dtype).tiny) ** (-1.0 / p), 0.0)
+    return ((q * inv.unsqueeze(-2)) @ q.mT).to(m.dtype)
+
+
+def _eigh(m: Tensor) -> tuple[Tensor, Tensor]:
+    """eigh in float64 (returned in float64; float32's fails to converge on the many repeated zero eigenvalues of
+    Gram matrices of sparse gradients, such as an embedding's); if even that fails, retry with a
+    jitter of 1e-12 of the mean diagonal (below float32 resolution of the result)."""
+    wide = m.double() if m.device.type != "mps" else m
+    try:
+        lam, q = torch.linalg.eigh(wide)
+    except torch.linalg.LinAlgError:
+        scale = torch.diagonal(wide, dim1=-2, dim2=-1).mean(dim=-1).clamp(min=1e-30)
+        eye = torch.eye(m.shape[-1], dtype=wide.dtype, device=m.device)
+        lam, q = torch.linalg.eigh(wide + 1e-12 * scale[..., None, None] * eye)
+    return lam, q
 
 
 class ScaleByShampoo(Transform):

@@ -1,18 +1,18 @@
 """Curvature of the loss from Hessian-vector products only (PyHessian, Yao et al. 2020).
 
 Every estimate says how many Hessian-vector products (HVPs) it spent per member, as PyHessian
-and Cockpit do, so that cost is visible next to the number. HVPs are forward-over-reverse
-(`jvp` of `grad`, Pearlmutter 1994), which works for any task written with torch ops,
+and Cockpit do, so that cost is visible next to the number. HVPs are exact products by
+automatic differentiation (Pearlmutter 1994), which works for any task written with torch ops,
 attention and LayerNorm included (BackPACK and Cockpit support only some layer types).
 
-All functions take ``ensemble_dims`` (see `optiscope.probes.members`): 0 for one member, 1 to
-vmap over the members of an ensemble. Random probe vectors are Rademacher and are drawn from
-`generator` outside the vmap, so a member's estimate does not depend on how members are batched.
+All functions take ``ensemble_dims`` (see `optiscope.probes.members`): 0 for one member, 1 for
+an ensemble, whose members' losses are vmapped and whose products are computed for all members
+at once. Random probe vectors are Rademacher, drawn from `generator`, probe axis first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,10 +25,10 @@ from optiscope.probes.members import (
     BatchLike,
     LossFn,
     Params,
+    bind,
     check_ensemble_dims,
-    flatten,
     over_members,
-    unflatten,
+    split_batch,
 )
 
 DiagonalMethod = Literal["exact", "hutchinson"]
@@ -293,9 +293,7 @@ def r_med(
     is recorded on the result. `names` restricts the output to some tensors (the diagonal is
     still computed for all).
     """
-    n = sum(t[(0,) * ensemble_dims].numel() for t in params.values()) if ensemble_dims else sum(
-        t.numel() for t in params.values()
-    )
+    n = _member_dims(params, ensemble_dims)
     chosen = method if method != "auto" else ("exact" if n <= exact_max_params else "hutchinson")
     diag = hessian_diagonal(
         loss_fn, params, chosen, samples, batch=batch, ensemble_dims=ensemble_dims,
@@ -324,6 +322,19 @@ class TraceEstimate:
     hvps: int
 
 
+def quadratic_forms(per_probe: Params, ensemble_dims: int) -> Tensor:
+    """z_k^T H z_k from `hutchinson_products`: (K, *members) -> (*members, K)."""
+    lead = 1 + ensemble_dims
+    quad = sum(v.reshape(*v.shape[:lead], -1).sum(-1) for v in per_probe.values())
+    return quad.movedim(0, -1)
+
+
+def trace_from_quadratic_forms(quad: Tensor) -> TraceEstimate:
+    k = quad.shape[-1]
+    stderr = quad.std(-1, correction=1) / k**0.5 if k > 1 else torch.full_like(quad[..., 0], float("nan"))
+    return TraceEstimate(quad.mean(-1), stderr, k, k)
+
+
 def hessian_trace(
     loss_fn: LossFn,
     params: Params,
@@ -332,73 +343,71 @@ def hessian_trace(
     batch: BatchLike = None,
     ensemble_dims: int = 0,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
 ) -> TraceEstimate:
     """Hutchinson estimate of the Hessian's trace with Rademacher probes (as PyHessian)."""
     check_ensemble_dims(ensemble_dims)
     _check_positive("samples", samples)
-    z = rademacher(params, samples, generator, ensemble_dims)
-
-    def core(f: LossFn, p: Params, zz: Params) -> Tensor:
-        per = _hutchinson_core(f, p, zz, chunk_size)
-        return sum(v.reshape(samples, -1).sum(1) for v in per.values())  # (K,)
-
-    quad = over_members(core, loss_fn, params, batch, (z,), ensemble_dims=ensemble_dims)
-    stderr = quad.std(-1, correction=1) / samples**0.5 if samples > 1 else torch.full_like(quad[..., 0], float("nan"))
-    return TraceEstimate(quad.mean(-1), stderr, samples, samples)
+    op = HessianOperator(loss_fn, params, batch=batch, ensemble_dims=ensemble_dims)
+    per_probe = hutchinson_products(op, rademacher(params, samples, generator, ensemble_dims))
+    return trace_from_quadratic_forms(quadratic_forms(per_probe, ensemble_dims))
 
 
 # -- Lanczos ----------------------------------------------------------------------------------
 def _restart_vector(n: int, j: int, like: Tensor) -> Tensor:
     """A fixed, deterministic vector used if the Krylov space is exhausted (beta ~ 0)."""
     i = torch.arange(n, dtype=like.dtype, device=like.device)
-    return torch.cos(i * (0.7548776662 * (j + 1)) + 0.1 * j)
+    return torch.cos(i * (0.7548776662 * (j + 1)) + 0.1 * j).expand_as(like)
+
+
+def _project_out(w: Tensor, basis: Tensor) -> Tensor:
+    """w minus its projection on the rows of `basis` (..., j, n), twice ("twice is enough")."""
+    for _ in range(2):
+        w = w - ((basis @ w[..., None]).transpose(-1, -2) @ basis)[..., 0, :]
+    return w
 
 
 def lanczos_tridiagonal(
-    matvec, v0: Tensor, steps: int
+    matvec: Callable[[Tensor], Tensor], v0: Tensor, steps: int
 ) -> tuple[Tensor, Tensor]:
-    """(alpha, beta): the Lanczos tridiagonal T of `matvec` from start vector `v0`.
+    """(alpha, beta): the Lanczos tridiagonal T of `matvec` from start vectors `v0` (..., n).
 
-    Full re-orthogonalisation (twice, "twice is enough") against every previous Lanczos
-    vector keeps T's Ritz values faithful in floating point. If the Krylov space is exhausted
-    (beta ~ 0, common for low-rank Hessians) the next vector is a fixed restart direction
-    orthogonalised against the basis; T then decouples, and the new block's Ritz values are
-    still eigenvalues of the operator restricted to an invariant subspace. No data-dependent
-    Python branches, so it runs under vmap. `steps` is capped at the dimension.
+    Leading axes of `v0` are independent runs (members, start vectors), batched. Full
+    re-orthogonalisation against every previous Lanczos vector keeps the Ritz values faithful
+    in floating point. If the Krylov space is exhausted (beta ~ 0, common for low-rank
+    Hessians), the next vector is a fixed restart direction orthogonalised against the basis
+    and beta is set to 0: T decouples, and the new block's Ritz values are still eigenvalue
+    estimates of the operator on the complementary invariant subspace. `steps` is capped at n.
     """
-    n = v0.numel()
+    n = v0.shape[-1]
     steps = min(steps, n)
-    q = v0 / torch.linalg.vector_norm(v0)
+    q = v0 / torch.linalg.vector_norm(v0, dim=-1, keepdim=True)
     basis = [q]
     alphas, betas = [], []
     q_prev = torch.zeros_like(q)
-    beta_prev = torch.zeros((), dtype=q.dtype, device=q.device)
-    scale = torch.zeros((), dtype=q.dtype, device=q.device)
+    beta_prev = torch.zeros_like(q[..., 0])
+    scale = torch.zeros_like(q[..., 0])
     for j in range(steps):
         w = matvec(q)
-        alpha = torch.dot(q, w)
+        alpha = (q * w).sum(-1)
         alphas.append(alpha)
         if j == steps - 1:
             break
-        w = w - alpha * q - beta_prev * q_prev
-        Q = torch.stack(basis)
-        for _ in range(2):
-            w = w - Q.T @ (Q @ w)
-        beta = torch.linalg.vector_norm(w)
+        w = w - alpha[..., None] * q - beta_prev[..., None] * q_prev
+        stacked = torch.stack(basis, dim=-2)
+        w = _project_out(w, stacked)
+        beta = torch.linalg.vector_norm(w, dim=-1)
         scale = torch.maximum(scale, alpha.abs() + beta)
         exhausted = beta <= 1e-10 * scale + torch.finfo(q.dtype).tiny
-        r = _restart_vector(n, j, q)
-        for _ in range(2):
-            r = r - Q.T @ (Q @ r)
-        r = r / torch.linalg.vector_norm(r)
-        q_next = torch.where(exhausted, r, w / torch.where(exhausted, torch.ones_like(beta), beta))
+        r = _project_out(_restart_vector(n, j, q), stacked)
+        r = r / torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+        safe = torch.where(exhausted, torch.ones_like(beta), beta)
+        q_next = torch.where(exhausted[..., None], r, w / safe[..., None])
         beta = torch.where(exhausted, torch.zeros_like(beta), beta)
         betas.append(beta)
         q_prev, q, beta_prev = q, q_next, beta
         basis.append(q)
-    alpha_t = torch.stack(alphas)
-    beta_t = torch.stack(betas) if betas else alpha_t.new_zeros(0)
+    alpha_t = torch.stack(alphas, dim=-1)
+    beta_t = torch.stack(betas, dim=-1) if betas else alpha_t[..., :0]
     return alpha_t, beta_t
 
 
@@ -410,20 +419,36 @@ def tridiagonal_eigh(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     return torch.linalg.eigh(t)
 
 
-def _flat_hvp(loss_fn: LossFn, params: Params):
-    def matvec(v: Tensor) -> Tensor:
-        return flatten(hvp(loss_fn, params, unflatten(v, params)))
+def _flat_matvec(op: HessianOperator, batched: bool) -> Callable[[Tensor], Tensor]:
+    """H on flat vectors (*lead, n); with `batched` the first axis holds independent vectors."""
+    lead = op.ensemble_dims + int(batched)
+
+    def matvec(x: Tensor) -> Tensor:
+        return _flat(op(_unflat(x, op.params, op.ensemble_dims), batched=batched), lead)
 
     return matvec
 
 
 @dataclass(frozen=True)
 class Eigenvalues:
-    """Largest eigenvalues of the Hessian, largest first, and the HVPs spent."""
+    """Largest eigenvalues of the Hessian, largest first, and the HVPs spent (per member)."""
 
     values: Tensor
     hvps: int
     iterations: int
+
+
+def top_eigenvalues(
+    op: HessianOperator, k: int, iterations: int, generator: torch.Generator | None
+) -> Eigenvalues:
+    """`top_hessian_eigenvalues` on a prebuilt operator (shared by the trajectory probes)."""
+    if k > op.dim:
+        raise OptiscopeError(f"k must be at most the number of parameters ({op.dim}), not {k}")
+    steps = min(max(iterations, k), op.dim)
+    v0 = _flat(rademacher(op.params, 1, generator, op.ensemble_dims), 1 + op.ensemble_dims)[0]
+    alpha, beta = lanczos_tridiagonal(_flat_matvec(op, False), v0, steps)
+    theta, _ = tridiagonal_eigh(alpha, beta)
+    return Eigenvalues(theta.flip(-1)[..., :k], steps, steps)
 
 
 def top_hessian_eigenvalues(
@@ -441,24 +466,16 @@ def top_hessian_eigenvalues(
     Lanczos rather than PyHessian's power iteration: for the same number of HVPs its extreme
     Ritz values converge much faster (Golub & Van Loan, ch. 10), and it yields k at once.
     `iterations` (HVPs per member) is capped at the number of parameters, where it is exact.
+    Values have shape (k,), or (S, k) for an ensemble.
     """
     check_ensemble_dims(ensemble_dims)
     _check_positive("k", k)
     _check_positive("iterations", iterations)
-    dim = sum(t[(0,) * ensemble_dims].numel() for t in params.values())
+    dim = _member_dims(params, ensemble_dims)
     if k > dim:
         raise OptiscopeError(f"k must be at most the number of parameters ({dim}), not {k}")
-    steps = min(max(iterations, k), dim)
-    z = rademacher(params, 1, generator, ensemble_dims)  # (S?, 1, *shape): one start per member
-    v0 = torch.cat([t.reshape(*t.shape[:ensemble_dims], -1) for t in z.values()], dim=-1)
-
-    def core(f: LossFn, p: Params, start: Tensor) -> Tensor:
-        alpha, beta = lanczos_tridiagonal(_flat_hvp(f, p), start, steps)
-        theta, _ = tridiagonal_eigh(alpha, beta)
-        return theta.flip(-1)[:k]
-
-    values = over_members(core, loss_fn, params, batch, (v0,), ensemble_dims=ensemble_dims)
-    return Eigenvalues(values, steps, steps)
+    op = HessianOperator(loss_fn, params, batch=batch, ensemble_dims=ensemble_dims)
+    return top_eigenvalues(op, k, iterations, generator)
 
 
 # -- spectral density (stochastic Lanczos quadrature) -----------------------------------------
@@ -486,6 +503,18 @@ class SpectralDensity:
         return (self.weights[..., None] * kernel).sum((-3, -2))
 
 
+def spectral_density(
+    op: HessianOperator, vectors: int, steps: int, generator: torch.Generator | None
+) -> SpectralDensity:
+    """`hessian_spectral_density` on a prebuilt operator (shared by the trajectory probes)."""
+    m = min(steps, op.dim)
+    starts = _flat(rademacher(op.params, vectors, generator, op.ensemble_dims), 1 + op.ensemble_dims)
+    alpha, beta = lanczos_tridiagonal(_flat_matvec(op, True), starts, m)  # (V, *members, m)
+    theta, u = tridiagonal_eigh(alpha, beta)
+    nodes, weights = theta.movedim(0, -2), (u[..., 0, :] ** 2).movedim(0, -2)
+    return SpectralDensity(nodes, weights / vectors, vectors * m)
+
+
 def hessian_spectral_density(
     loss_fn: LossFn,
     params: Params,
@@ -505,21 +534,5 @@ def hessian_spectral_density(
     check_ensemble_dims(ensemble_dims)
     _check_positive("vectors", vectors)
     _check_positive("steps", steps)
-    dim = sum(t[(0,) * ensemble_dims].numel() for t in params.values())
-    m = min(steps, dim)
-    z = rademacher(params, vectors, generator, ensemble_dims)
-    lead = 2 if ensemble_dims else 1
-    starts = torch.cat([t.reshape(*t.shape[:lead], -1) for t in z.values()], dim=-1)
-
-    def core(f: LossFn, p: Params, v: Tensor) -> tuple[Tensor, Tensor]:
-        matvec = _flat_hvp(f, p)
-
-        def one(start: Tensor) -> tuple[Tensor, Tensor]:
-            alpha, beta = lanczos_tridiagonal(matvec, start, m)
-            theta, u = tridiagonal_eigh(alpha, beta)
-            return theta, u[0] ** 2
-
-        return vmap(one)(v)
-
-    nodes, weights = over_members(core, loss_fn, params, batch, (starts,), ensemble_dims=ensemble_dims)
-    return SpectralDensity(nodes, weights / vectors, vectors * m)
+    op = HessianOperator(loss_fn, params, batch=batch, ensemble_dims=ensemble_dims)
+    return spectral_density(op, vectors, steps, generator)

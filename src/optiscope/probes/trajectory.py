@@ -20,15 +20,16 @@ from torch import Tensor
 from torch.func import vmap
 
 from optiscope.probes.curvature import (
-    _hutchinson_core,
-    hessian_diagonal,
-    hessian_spectral_density,
+    HessianOperator,
+    exact_diagonal,
+    hutchinson_products,
+    quadratic_forms,
     r_med_from_diagonal,
     rademacher,
-    top_hessian_eigenvalues,
+    spectral_density,
+    top_eigenvalues,
 )
 from optiscope.probes.dynamics import gradient_noise_scale, gradients, global_norm, update_to_weight_ratio
-from optiscope.probes.members import over_members
 from optiscope.probes.network import (
     classification_margin,
     dead_unit_fraction,
@@ -122,41 +123,31 @@ def compute_probes(
                 out[f"dead_units/{name}"] = dead_unit_fraction(a)
 
     n_params = sum(t[0].numel() for t in params.values())
+    curvature = {"trace", "r_med", "top_eig", "density"} & set(groups)
+    op = HessianOperator(task.loss, params, batch=batch, ensemble_dims=e) if curvature else None
     if "r_med" in groups and n_params <= config.exact_diagonal_max:
-        diag = hessian_diagonal(task.loss, params, "exact", batch=batch, ensemble_dims=e)
-        for k, d in diag.items():
+        for k, d in exact_diagonal(op).items():
             out[f"r_med/{k}"] = r_med_from_diagonal(d, e)
     hutchinson_diag = "r_med" in groups and n_params > config.exact_diagonal_max
     if "trace" in groups or hutchinson_diag:
         # One set of Rademacher probes gives both the trace and the diagonal estimates.
-        z = rademacher(params, config.samples, gen, e)
-        per_probe = over_members(
-            lambda f, p, zz: _hutchinson_core(f, p, zz, None), task.loss, params, batch, (z,),
-            ensemble_dims=e,
-        )
+        per_probe = hutchinson_products(op, rademacher(params, config.samples, gen, e))
         if "trace" in groups:
-            quad = sum(v.reshape(*v.shape[:2], -1).sum(-1) for v in per_probe.values())
-            out["hessian_trace"] = quad.mean(-1)
+            out["hessian_trace"] = quadratic_forms(per_probe, e).mean(-1)
         if hutchinson_diag:
             for k, v in per_probe.items():
-                out[f"r_med/{k}"] = r_med_from_diagonal(v.mean(1), e)
+                out[f"r_med/{k}"] = r_med_from_diagonal(v.mean(0), e)
     if "top_eig" in groups:
-        eig = top_hessian_eigenvalues(
-            task.loss, params, k=config.top_k, iterations=config.lanczos_steps, batch=batch,
-            ensemble_dims=e, generator=gen,
-        )
+        eig = top_eigenvalues(op, min(config.top_k, n_params), config.lanczos_steps, gen)
         out["top_eig"] = eig.values[:, 0]
-        for j in range(1, config.top_k):
+        for j in range(1, eig.values.shape[1]):
             out[f"top_eig_{j + 1}"] = eig.values[:, j]
     if "noise_scale" in groups and not batch.shared and _per_example_batch(task, batch):
         ns = gradient_noise_scale(task.loss, params, batch.per_member, ensemble_dims=e)
         out["noise_scale"] = ns.b_simple
         out["grad_noise_trace"] = ns.trace_cov
     if "density" in groups:
-        sd = hessian_spectral_density(
-            task.loss, params, config.slq_vectors, config.slq_steps, batch=batch, ensemble_dims=e,
-            generator=gen,
-        )
+        sd = spectral_density(op, config.slq_vectors, config.slq_steps, gen)
         out["spectrum_negative_mass"] = (sd.weights * (sd.nodes < 0)).sum((-2, -1))
         out["spectrum_second_moment"] = sd.moment(2)
     if "cka" in groups and params[next(iter(params))].shape[0] > 1:

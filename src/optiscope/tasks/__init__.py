@@ -1,4 +1,10 @@
-"""Tasks: problems an ensemble trains on. Importing this package registers the built-ins."""
+"""Tasks: problems an ensemble trains on. Importing this package registers the built-ins.
+
+One module per family: synthetic (test functions with listed minima, COCO-style instances),
+convex (problems with an independently computed f*), linear_nets, vision (MNIST-1D, digits, and
+torchvision-format MNIST / CIFAR-10 from a local `data_root`), language (byte-level transformer),
+continual (task sequences trained within one run). `optiscope list tasks` shows them all.
+"""
 
 from optiscope.tasks import (  # noqa: F401  (registration)
     continual,

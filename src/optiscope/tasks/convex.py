@@ -45,7 +45,9 @@ class ConvexTask(Task):
     batch_size: int
     f_star: float
 
-    def _set_data(self, x: np.ndarray, y: np.ndarray, x_test=None, y_test=None) -> None:
+    def _set_data(
+        self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None
+    ) -> None:
         ydtype = torch.int64 if np.issubdtype(np.asarray(y).dtype, np.integer) else torch.float32
         self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         self.y = torch.as_tensor(np.asarray(y)).to(ydtype)

@@ -74,8 +74,12 @@ class SyntheticFunction(Task):
         return torch.zeros(0, self.dim, dtype=torch.float64)
 
     def basin_points(self) -> Tensor:
-        """Global then local minimisers: `basin` indexes this list."""
-        return torch.cat([self.minimizers().double(), self.local_minimizers()])
+        """Global then local minimisers: `basin` indexes this list (built once per task)."""
+        cached = getattr(self, "_basin_points", None)
+        if cached is None:
+            cached = torch.cat([self.minimizers().double(), self.local_minimizers()])
+            self._basin_points = cached
+        return cached
 
     def _check_common(self, *, dim_min: int = 1) -> None:
         require(self.dim >= dim_min, self.name, "dim", f"an integer >= {dim_min}", self.dim)

@@ -1,0 +1,104 @@
+"""Probes in experiments: a [probes] section runs through the engine into the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from optiscope.config import parse_config
+from optiscope.engine.ensemble import stack_init
+from optiscope.engine.runner import run_experiment
+from optiscope.probes import r_med, top_hessian_eigenvalues
+from optiscope.probes.schedule import ProbeConfig, probe_runner_from_config
+from optiscope.probes.trajectory import compute_probes, is_probe_metric, probe_batch, representation_fn
+from optiscope.store import RunStore
+from optiscope.tasks import make_task
+
+CONFIG = {
+    "experiment": {"name": "probes-e2e", "seeds": 3, "steps": 12, "eval_every": 6, "log_every": 3, "device": "cpu"},
+    "tasks": [{"name": "mnist1d-mlp", "hidden": 8, "depth": 1}],
+    "optimizers": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 1e-3}],
+    "probes": {"tier": "full", "cadence": "every", "every": 6, "slq_steps": 8, "lanczos_steps": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def probed_store(tmp_path_factory):
+    """A tiny experiment with every probe, trained once for the tests of this module."""
+    cfg = parse_config(CONFIG)
+    store = RunStore.create(tmp_path_factory.mktemp("probes") / "store")
+    summary = run_experiment(cfg, store, probe_runner_factory=probe_runner_from_config)
+    assert not summary.failed, summary.failed
+    return store
+
+
+def test_probe_metrics_land_in_the_store_at_the_cadence(probed_store):
+    d = probed_store.fetch("SELECT name, step, count(*) AS n FROM metrics GROUP BY name, step")
+    by_name: dict[str, dict[int, int]] = {}
+    for name, step, n in zip(d["name"], d["step"], d["n"], strict=True):
+        by_name.setdefault(str(name), {})[int(step)] = int(n)
+    expected = [
+        "r_med/layer1.weight", "r_med/head.bias", "hessian_trace", "top_eig", "noise_scale",
+        "grad_norm", "eff_rank/layer1.weight", "sparsity@1e-3/head.weight", "dist_from_init/layer1.weight",
+        "margin", "dead_units/layer1", "cka/layer1", "barrier_to_next", "spectrum_negative_mass",
+    ]
+    for name in expected:
+        assert by_name.get(name) == {0: 6, 6: 6, 12: 6}, name  # 2 cells x 3 members per step
+    assert by_name["update_ratio/layer1.weight"] == {6: 6, 12: 6}  # needs the step before
+    assert all(is_probe_metric(n) for n in expected) and not is_probe_metric("test_acc")
+
+
+def test_probe_values_are_finite_and_plausible(probed_store):
+    d = probed_store.fetch("SELECT name, value FROM metrics WHERE step = 12")
+    values: dict[str, list[float]] = {}
+    for n, v in zip(d["name"], d["value"], strict=True):
+        values.setdefault(str(n), []).append(float(v))
+    for name in ("hessian_trace", "top_eig", "grad_norm", "eff_rank/layer1.weight"):
+        assert np.all(np.isfinite(values[name])), name
+    assert np.all(np.array(values["top_eig"]) > 0)
+    assert np.all(np.array(values["dist_from_init/layer1.weight"]) > 0)
+    assert np.all((np.array(values["cka/layer1"]) > 0) & (np.array(values["cka/layer1"]) <= 1 + 1e-6))
+    assert np.all(np.array(values["barrier_to_next"]) >= 0)
+
+
+def test_compute_probes_agrees_with_the_public_functions_per_member():
+    """The runner's shared-operator path gives what the public API gives member by member."""
+    task = make_task("mnist1d-mlp", hidden=6, depth=1)
+    seeds = torch.arange(2)
+    params = {k: v.double() for k, v in stack_init(task, [0, 1]).items()}
+    batch = probe_batch(task, seeds, "cpu")
+    batch.per_member["x"] = batch.per_member["x"].double()
+    cfg = ProbeConfig(probes=["r_med", "top_eig"], lanczos_steps=400, top_k=2)
+    out = compute_probes(task, params, None, seeds, cfg)
+    for i in range(2):
+        p_i = {k: v[i] for k, v in params.items()}
+        b_i = batch.member(i)
+        rm = r_med(task.loss, p_i, batch=b_i)
+        assert rm.estimator == "exact"
+        for k in params:
+            assert float(out[f"r_med/{k}"][i]) == pytest.approx(float(rm[k]), rel=1e-8)
+        eig = top_hessian_eigenvalues(task.loss, p_i, k=2, iterations=400, batch=b_i)
+        assert float(out["top_eig"][i]) == pytest.approx(float(eig.values[0]), rel=1e-6)
+        assert float(out["top_eig_2"][i]) == pytest.approx(float(eig.values[1]), rel=1e-6)
+
+
+def test_synthetic_tasks_get_the_probes_that_apply():
+    task = make_task("quadratic")
+    seeds = torch.arange(3)
+    params = stack_init(task, [0, 1, 2])
+    out = compute_probes(task, params, params, seeds, ProbeConfig(tier="full"))
+    assert "hessian_trace" in out and "r_med/x" in out and "top_eig" in out
+    assert "margin" not in out and "noise_scale" not in out  # not a classifier; no examples
+    assert all(v.shape == (3,) for v in out.values())
+
+
+def test_representations_follow_the_mlp_layout():
+    task = make_task("mnist1d-mlp", hidden=5, depth=2)
+    reps = representation_fn(task)
+    params = task.init_params(0)
+    x = torch.randn(7, 40)
+    out = reps(params, {"x": x})
+    h1 = torch.relu(x @ params["layer1.weight"].T + params["layer1.bias"])
+    torch.testing.assert_close(out["layer1"], h1)
+    assert out["layer2"].shape == (7, 5)
