@@ -349,8 +349,10 @@ def _probe_table(result: Any) -> Table:
 
     ok = sum(s == "ok" for s in result.status)
     table = Table(title=f"{result.task} · {result.label} ({result.cell_id}, step {result.step}, {ok}/{len(result.status)} ok)")
-    for col in ("probe", "median", "IQR", "min", "max"):
-        table.add_column(col, justify="left" if col == "probe" else "right")
+    width = max((len(n) for n in result.values), default=5)
+    table.add_column("probe", no_wrap=True, min_width=width)
+    for col in ("median", "IQR", "min", "max"):
+        table.add_column(col, justify="right", overflow="fold")
     for name, values in result.values.items():
         v = values[np.isfinite(values)]
         if v.size:

@@ -126,3 +126,27 @@ def ref():
         NETS=NETS, mlp=mlp, attention=attention, linear_net=linear_net,
         dense_hessian=dense_hessian, ensemble=ensemble, member=member,
     )
+
+
+PROBED_CONFIG = {
+    "experiment": {"name": "probes-e2e", "seeds": 3, "steps": 12, "eval_every": 6, "log_every": 3, "device": "cpu"},
+    "tasks": [{"name": "mnist1d-mlp", "hidden": 8, "depth": 1}],
+    "optimizers": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 1e-3}],
+    "probes": {"tier": "full", "cadence": "every", "every": 6, "slq_steps": 8, "lanczos_steps": 8,
+               "exact_diagonal_max": 0},
+}
+
+
+@pytest.fixture(scope="session")
+def probed_store(tmp_path_factory):
+    """A tiny experiment with every probe, trained once through `run_experiment` for all tests."""
+    from optiscope.config import parse_config
+    from optiscope.engine.runner import run_experiment
+    from optiscope.probes.schedule import probe_runner_from_config
+    from optiscope.store import RunStore
+
+    cfg = parse_config(PROBED_CONFIG)
+    store = RunStore.create(tmp_path_factory.mktemp("probes") / "store")
+    summary = run_experiment(cfg, store, probe_runner_factory=probe_runner_from_config)
+    assert not summary.failed, summary.failed
+    return store

@@ -142,7 +142,7 @@ def test_r_med_records_the_hutchinson_estimator(ref):
 def test_ensemble_results_equal_member_by_member(net, ref):
     loss, params, batch = ref.ensemble(net, 3)
     diag = hessian_diagonal(loss, params, "exact", batch=batch, ensemble_dims=1)
-    eig = top_hessian_eigenvalues(loss, params, k=2, iterations=200, batch=batch, ensemble_dims=1, generator=gen(0))
+    eig = top_hessian_eigenvalues(loss, params, k=2, iterations=40, batch=batch, ensemble_dims=1, generator=gen(0))
     rm = r_med(loss, params, batch=batch, ensemble_dims=1)
     tr = hessian_trace(loss, params, samples=8, batch=batch, ensemble_dims=1, generator=gen(7))
     z = rademacher(params, 8, gen(7), 1)
@@ -155,7 +155,7 @@ def test_ensemble_results_equal_member_by_member(net, ref):
         rm_i = r_med(loss, p_i, batch=b_i)
         for k in params:
             torch.testing.assert_close(rm[k][i], rm_i[k])
-        torch.testing.assert_close(eig.values[i], torch.linalg.eigvalsh(h).flip(0)[:2], rtol=1e-6, atol=1e-10)
+        torch.testing.assert_close(eig.values[i], torch.linalg.eigvalsh(h).flip(0)[:2], rtol=1e-3, atol=0)
         zf = torch.cat([t[:, i].reshape(8, -1) for t in z.values()], 1)
         torch.testing.assert_close(tr.value[i], ((zf @ h) * zf).sum(1).mean())
 
@@ -187,16 +187,19 @@ def test_bad_arguments_are_named(call, needle, ref):
         call(loss, params, batch)
 
 
-def test_functorch_fallback_gives_the_same_products(ref):
-    """Tasks whose ops lack double-backward use vmapped forward-over-reverse `hvp` instead."""
+def test_both_product_routes_agree(ref):
+    """Reverse-over-reverse on a kept graph and vmapped forward-over-reverse give one H v."""
     from optiscope.probes.curvature import HessianOperator
 
     loss, params, batch = ref.ensemble(ref.attention, 2)
-    fast = HessianOperator(loss, params, batch=batch, ensemble_dims=1)
-    slow = HessianOperator(loss, params, batch=batch, ensemble_dims=1)
-    slow._reverse = False
+    op = HessianOperator(loss, params, batch=batch, ensemble_dims=1)
     v = rademacher(params, 3, gen(0), 1)
-    a, b = fast(v, batched=True), slow(v, batched=True)
-    for k in params:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-12)
-    assert fast.products == slow.products == 3
+    batched = op(v, batched=True)
+    for j in range(3):
+        vj = {k: t[j] for k, t in v.items()}
+        rev, fwd = op._reverse_hvp(vj), op._forward_hvp(vj)
+        for k in params:
+            torch.testing.assert_close(rev[k], fwd[k], rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(batched[k][j], fwd[k], rtol=1e-9, atol=1e-12)
+    op(vj)
+    assert op._single in ("reverse", "forward") and op.products == 4

@@ -6,31 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from optiscope.config import parse_config
 from optiscope.engine.ensemble import stack_init
-from optiscope.engine.runner import run_experiment
 from optiscope.probes import r_med, top_hessian_eigenvalues
-from optiscope.probes.schedule import ProbeConfig, probe_runner_from_config
+from optiscope.probes.schedule import ProbeConfig
 from optiscope.probes.trajectory import compute_probes, is_probe_metric, probe_batch, representation_fn
-from optiscope.store import RunStore
 from optiscope.tasks import make_task
-
-CONFIG = {
-    "experiment": {"name": "probes-e2e", "seeds": 3, "steps": 12, "eval_every": 6, "log_every": 3, "device": "cpu"},
-    "tasks": [{"name": "mnist1d-mlp", "hidden": 8, "depth": 1}],
-    "optimizers": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 1e-3}],
-    "probes": {"tier": "full", "cadence": "every", "every": 6, "slq_steps": 8, "lanczos_steps": 8},
-}
-
-
-@pytest.fixture(scope="module")
-def probed_store(tmp_path_factory):
-    """A tiny experiment with every probe, trained once for the tests of this module."""
-    cfg = parse_config(CONFIG)
-    store = RunStore.create(tmp_path_factory.mktemp("probes") / "store")
-    summary = run_experiment(cfg, store, probe_runner_factory=probe_runner_from_config)
-    assert not summary.failed, summary.failed
-    return store
 
 
 def test_probe_metrics_land_in_the_store_at_the_cadence(probed_store):
@@ -46,6 +26,8 @@ def test_probe_metrics_land_in_the_store_at_the_cadence(probed_store):
     for name in expected:
         assert by_name.get(name) == {0: 6, 6: 6, 12: 6}, name  # 2 cells x 3 members per step
     assert by_name["update_ratio/layer1.weight"] == {6: 6, 12: 6}  # needs the step before
+    samples = probed_store.fetch("SELECT DISTINCT value FROM metrics WHERE name = 'r_med_samples'")
+    assert samples["value"].tolist() == [8.0]  # Hutchinson with 8 probes: the estimator, recorded
     assert all(is_probe_metric(n) for n in expected) and not is_probe_metric("test_acc")
 
 
@@ -64,12 +46,11 @@ def test_probe_values_are_finite_and_plausible(probed_store):
 
 def test_compute_probes_agrees_with_the_public_functions_per_member():
     """The runner's shared-operator path gives what the public API gives member by member."""
-    task = make_task("mnist1d-mlp", hidden=6, depth=1)
+    task = make_task("mnist1d-mlp", hidden=2, depth=1)  # 112 parameters: Lanczos runs to the end
     seeds = torch.arange(2)
-    params = {k: v.double() for k, v in stack_init(task, [0, 1]).items()}
+    params = stack_init(task, [0, 1])
     batch = probe_batch(task, seeds, "cpu")
-    batch.per_member["x"] = batch.per_member["x"].double()
-    cfg = ProbeConfig(probes=["r_med", "top_eig"], lanczos_steps=400, top_k=2)
+    cfg = ProbeConfig(probes=["r_med", "top_eig"], lanczos_steps=112, top_k=2)
     out = compute_probes(task, params, None, seeds, cfg)
     for i in range(2):
         p_i = {k: v[i] for k, v in params.items()}
@@ -77,10 +58,10 @@ def test_compute_probes_agrees_with_the_public_functions_per_member():
         rm = r_med(task.loss, p_i, batch=b_i)
         assert rm.estimator == "exact"
         for k in params:
-            assert float(out[f"r_med/{k}"][i]) == pytest.approx(float(rm[k]), rel=1e-8)
-        eig = top_hessian_eigenvalues(task.loss, p_i, k=2, iterations=400, batch=b_i)
-        assert float(out["top_eig"][i]) == pytest.approx(float(eig.values[0]), rel=1e-6)
-        assert float(out["top_eig_2"][i]) == pytest.approx(float(eig.values[1]), rel=1e-6)
+            assert float(out[f"r_med/{k}"][i]) == pytest.approx(float(rm[k]), rel=1e-4)
+        eig = top_hessian_eigenvalues(task.loss, p_i, k=2, iterations=112, batch=b_i)
+        assert float(out["top_eig"][i]) == pytest.approx(float(eig.values[0]), rel=1e-4)
+        assert float(out["top_eig_2"][i]) == pytest.approx(float(eig.values[1]), rel=1e-4)
 
 
 def test_synthetic_tasks_get_the_probes_that_apply():

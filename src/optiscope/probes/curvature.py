@@ -53,37 +53,34 @@ def _member_dims(params: Mapping[str, Tensor], ensemble_dims: int) -> int:
 class HessianOperator:
     """H v at fixed parameters, for one member or every member of an ensemble at once.
 
-    The estimators below need many products at the same point, so the gradient's graph is built
-    once (members' losses vmapped and summed: the ensemble Hessian is block-diagonal over
-    members, so one product serves all of them) and each product is one more backward pass
-    (reverse-over-reverse, Pearlmutter 1994). On CPU this is several times faster than
-    re-running `hvp` (forward-over-reverse) per product. A task whose ops lack double-backward
-    falls back to vmapped `hvp`. Vectors are dicts shaped like `params`; with ``batched=True``
-    they carry one more leading axis of independent vectors.
+    Estimators need many products at the same point, and the fastest way to get them depends
+    on the model, so both exact routes are kept (Pearlmutter 1994):
+
+    - many vectors at once (``batched=True``: exact diagonal, Hutchinson, SLQ) use `hvp`
+      (forward-over-reverse) vmapped over the vectors and the members: one vectorised pass;
+    - one vector at a time (Lanczos) can reuse the gradient's graph, built once with the
+      members' losses vmapped and summed (the ensemble Hessian is block-diagonal over members,
+      so one backward pass serves them all): reverse-over-reverse. That is several times
+      faster for MLPs but slower where double-backward formulas are long (LayerNorm, softmax),
+      so the first single product times both routes and keeps the faster one.
+
+    Vectors are dicts shaped like `params`; with ``batched=True`` they carry one more leading
+    axis of independent vectors. `products` counts HVPs per member.
     """
 
     def __init__(
-        self, loss_fn: LossFn, params: Params, *, batch: BatchLike = None, ensemble_dims: int = 0
+        self, loss_fn: LossFn, params: Params, *, batch: BatchLike = None, ensemble_dims: int = 0,
+        chunk_size: int | None = None,
     ):
         check_ensemble_dims(ensemble_dims)
         self.loss_fn, self.batch, self.ensemble_dims = loss_fn, batch, ensemble_dims
         self.params = {k: v.detach() for k, v in params.items()}
         self.names = list(params)
         self.dim = _member_dims(params, ensemble_dims)
-        self.products = 0  # Hessian-vector products per member
-        self._reverse = True
-        try:
-            leaves = [self.params[k].clone().requires_grad_(True) for k in self.names]
-            with torch.enable_grad():
-                total = self._total_loss(dict(zip(self.names, leaves, strict=True)))
-                grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True)
-        except RuntimeError:
-            self._reverse = False
-            return
-        self._leaves = leaves
-        # Gradients that do not depend on the parameters (a linear term) contribute nothing.
-        self._live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        self._grads = [grads[i] for i in self._live]
+        self.chunk_size = chunk_size
+        self.products = 0
+        self._single: str | None = None  # "reverse" or "forward" once timed
+        self._graph: tuple[list[Tensor], list[int], list[Tensor]] | None = None
 
     def _total_loss(self, p: Params) -> Tensor:
         per_member, shared = split_batch(self.batch)
@@ -97,37 +94,60 @@ class HessianOperator:
         return vmap(one)(p, per_member).sum()
 
     def __call__(self, vectors: Params, *, batched: bool = False) -> Params:
-        n = next(iter(vectors.values())).shape[0] if batched else 1
-        self.products += n
-        if self._reverse:
-            try:
-                return self._reverse_hvp(vectors, batched)
-            except RuntimeError:
-                self._reverse = False
-        return self._functorch_hvp(vectors, batched)
+        self.products += next(iter(vectors.values())).shape[0] if batched else 1
+        if batched:
+            return vmap(self._forward_hvp, chunk_size=self.chunk_size)(vectors)
+        if self._single is None:
+            return self._choose_single(vectors)
+        if self._single == "reverse":
+            return self._reverse_hvp(vectors)
+        return self._forward_hvp(vectors)
 
-    def _reverse_hvp(self, vectors: Params, batched: bool) -> Params:
+    def _choose_single(self, vectors: Params) -> Params:
+        import time
+
+        t0 = time.perf_counter()
+        forward = self._forward_hvp(vectors)
+        t_forward = time.perf_counter() - t0
+        try:
+            self._reverse_hvp(vectors)  # builds the graph (not timed: paid once)
+            t0 = time.perf_counter()
+            self._reverse_hvp(vectors)
+            t_reverse = time.perf_counter() - t0
+        except RuntimeError:  # an op without double-backward
+            t_reverse = float("inf")
+        self._single = "reverse" if t_reverse < t_forward else "forward"
+        if self._single == "forward":
+            self._graph = None  # free the graph
+        return forward
+
+    def _forward_hvp(self, vectors: Params) -> Params:
+        return over_members(
+            lambda f, p, vv: hvp(f, p, vv), self.loss_fn, self.params, self.batch, (vectors,),
+            ensemble_dims=self.ensemble_dims,
+        )
+
+    def _reverse_hvp(self, vectors: Params) -> Params:
+        if self._graph is None:
+            leaves = [self.params[k].clone().requires_grad_(True) for k in self.names]
+            with torch.enable_grad():
+                total = self._total_loss(dict(zip(self.names, leaves, strict=True)))
+                grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True)
+            # Gradients that do not depend on the parameters (a linear term) contribute nothing.
+            live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+            self._graph = (leaves, live, [grads[i] for i in live])
+        leaves, live, grads = self._graph
         out = {k: torch.zeros_like(vectors[k]) for k in self.names}
-        if not self._grads:
+        if not grads:
             return out
-        leaves = self._leaves
         outs = torch.autograd.grad(
-            self._grads, leaves, grad_outputs=[vectors[self.names[i]] for i in self._live],
-            retain_graph=True, allow_unused=True, is_grads_batched=batched,
+            grads, leaves, grad_outputs=[vectors[self.names[i]] for i in live],
+            retain_graph=True, allow_unused=True,
         )
         for k, g in zip(self.names, outs, strict=True):
             if g is not None:
                 out[k] = g
         return out
-
-    def _functorch_hvp(self, vectors: Params, batched: bool) -> Params:
-        def product(v: Params) -> Params:
-            return over_members(
-                lambda f, p, vv: hvp(f, p, vv), self.loss_fn, self.params, self.batch, (v,),
-                ensemble_dims=self.ensemble_dims,
-            )
-
-        return vmap(product)(vectors) if batched else product(vectors)
 
 
 def rademacher(

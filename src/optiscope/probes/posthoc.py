@@ -71,13 +71,15 @@ def probe_cell(
     task_name = str(runs["task"][0])
     task = make_task(task_name, **json.loads(str(runs["task_settings"][0]))).to(device)
     saved = store.load_params(cell_id)
+    order = list(task.init_params(0))  # the task's own order (safetensors sorts by name)
     params = {k: v.to(device) for k, v in saved.items() if not k.startswith("init.")}
     init = {k[5:]: v.to(device) for k, v in saved.items() if k.startswith("init.")} or None
-    expected = set(task.init_params(0))
+    expected = set(order)
     if set(params) != expected:
         raise OptiscopeError(
             f"cell {cell_id}: saved tensors {sorted(params)} do not match task '{task_name}' ({sorted(expected)})"
         )
+    params = {k: params[k] for k in order}
     seeds = torch.tensor([int(s) for s in runs["seed"]])
     step = int(runs["steps"][0])
     out = compute_probes(task, params, init, seeds, config, groups=groups, step=step)

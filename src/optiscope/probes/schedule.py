@@ -55,7 +55,11 @@ class ProbeConfig(BaseModel):
     top_k: int = Field(1, ge=1, description="how many top Hessian eigenvalues")
     slq_vectors: int = Field(2, ge=1, description="start vectors of stochastic Lanczos quadrature")
     slq_steps: int = Field(24, ge=2, description="Lanczos steps per SLQ vector")
-    exact_diagonal_max: int = Field(2048, ge=0, description="exact Hessian diagonal up to this many parameters")
+    exact_diagonal_max: int = Field(
+        512, ge=0,
+        description="exact Hessian diagonal (one HVP per parameter) up to this many parameters per "
+        "member; Hutchinson beyond, whose noise inflates the max and so biases R_med upward",
+    )
     sparsity_thresholds: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
     barrier_points: int = Field(11, ge=2, description="points on the line for the loss barrier")
 

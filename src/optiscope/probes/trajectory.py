@@ -123,11 +123,13 @@ def compute_probes(
                 out[f"dead_units/{name}"] = dead_unit_fraction(a)
 
     n_params = sum(t[0].numel() for t in params.values())
+    n_members = next(iter(params.values())).shape[0]
     curvature = {"trace", "r_med", "top_eig", "density"} & set(groups)
     op = HessianOperator(task.loss, params, batch=batch, ensemble_dims=e) if curvature else None
     if "r_med" in groups and n_params <= config.exact_diagonal_max:
         for k, d in exact_diagonal(op).items():
             out[f"r_med/{k}"] = r_med_from_diagonal(d, e)
+        out["r_med_samples"] = torch.zeros(n_members)  # 0: the exact diagonal
     hutchinson_diag = "r_med" in groups and n_params > config.exact_diagonal_max
     if "trace" in groups or hutchinson_diag:
         # One set of Rademacher probes gives both the trace and the diagonal estimates.
@@ -137,6 +139,7 @@ def compute_probes(
         if hutchinson_diag:
             for k, v in per_probe.items():
                 out[f"r_med/{k}"] = r_med_from_diagonal(v.mean(0), e)
+            out["r_med_samples"] = torch.full((n_members,), float(config.samples))
     if "top_eig" in groups:
         eig = top_eigenvalues(op, min(config.top_k, n_params), config.lanczos_steps, gen)
         out["top_eig"] = eig.values[:, 0]
@@ -215,7 +218,7 @@ class TrajectoryProbes:
 #: Probe metrics with one value per member and network, by name.
 GLOBAL_METRICS: tuple[str, ...] = (
     "grad_norm", "hessian_trace", "top_eig", "noise_scale", "grad_noise_trace", "margin",
-    "spectrum_negative_mass", "spectrum_second_moment", "barrier_to_next",
+    "spectrum_negative_mass", "spectrum_second_moment", "barrier_to_next", "r_med_samples",
 )
 #: Probe metrics per tensor or layer, named `{property}/{tensor}`.
 TENSOR_PROPERTIES: tuple[str, ...] = (

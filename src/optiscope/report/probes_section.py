@@ -36,11 +36,18 @@ DESCRIPTIONS = {
     "cka": "mean linear CKA of a member's representation to the other members'.",
     "barrier_to_next": "loss barrier on the straight line to the next member (mode connectivity).",
     "dead_units": "fraction of hidden units inactive on the whole probe batch.",
+    "r_med_samples": "Hutchinson probes behind R_med (0: the exact diagonal).",
 }
 
 
 def _family(name: str) -> str:
     return name.partition("/")[0] if "/" in name else ("top_eig" if name.startswith("top_eig") else name)
+
+
+def _shown(name: str) -> bool:
+    """Per-tensor probes of biases are stored but not plotted (they would double the plots)."""
+    tensor = name.partition("/")[2]
+    return not tensor.endswith("bias")
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -62,7 +69,8 @@ def probes_section(view: StoreView) -> Section | None:
         "curvature comes from Hessian-vector products only (Hutchinson, Lanczos). Lines are the "
         "median over members, bands the inter-quartile range; distributions show every member "
         "as a point. Non-finite values (e.g. R_med when more than half a tensor's diagonal is 0) "
-        "are left out of plots and counted in the table.</p>"
+        "are left out of plots and counted in the table. Per-tensor probes of biases are in the "
+        "store but not plotted.</p>"
     )
     return Section("Probes: geometry and solutions", "probes", intro + "".join(parts))
 
@@ -71,7 +79,8 @@ def _task_panels(view: StoreView, task_key: str, names: list[str]) -> str:
     cells = view.cells_of(task_key)
     families: dict[str, list[str]] = defaultdict(list)
     for n in names:
-        families[_family(n)].append(n)
+        if _shown(n):
+            families[_family(n)].append(n)
     order = [f for f in (*GLOBAL_METRICS, *TENSOR_PROPERTIES) if f in families] + sorted(
         f for f in families if f not in GLOBAL_METRICS and f not in TENSOR_PROPERTIES
     )
@@ -94,7 +103,10 @@ def _task_panels(view: StoreView, task_key: str, names: list[str]) -> str:
                 figs.append(figure(plots.distributions(n, finals)))
         if figs:
             final.append(_group(fam, desc, figs, open_=fam in ("r_med", "eff_rank", "barrier_to_next")))
-    table = _final_table(view, task_key, [n for f in order for n in families[f] if f in GLOBAL_METRICS or f == "r_med"])
+    table = _final_table(
+        view, task_key,
+        [n for f in order for n in families[f] if (f in GLOBAL_METRICS or f == "r_med") and f != "r_med_samples"],
+    )
     return (
         "<h4>Along the trajectory</h4>" + ("".join(along) or note("Probed at one step only."))
         + "<h4>Final solutions</h4>" + table + "".join(final)

@@ -364,7 +364,10 @@ class _BinaryClassifier(ConvexTask):
 
 
 @lru_cache(maxsize=16)
-def _cached_logistic_optimum(key: tuple, phi_bytes: bytes, shape: tuple, y_bytes: bytes, l2: float, bias: bool) -> float:
+def _cached_logistic_optimum(
+    key: tuple, phi_bytes: bytes, shape: tuple, y_bytes: bytes, l2: float, bias: bool
+) -> float:
+    """`logistic_optimum`, cached on the exact bytes of the problem (`key` only labels the entry)."""
     phi = np.frombuffer(phi_bytes, np.float64).reshape(shape)
     y = np.frombuffer(y_bytes, np.int64).astype(np.float64)
     return logistic_optimum(phi, y, l2, bias)
