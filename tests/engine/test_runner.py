@@ -101,3 +101,25 @@ def test_unavailable_cuda_is_a_clear_error(tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(OptiscopeError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_task_metadata_such_as_the_corpus_hash_is_stored_with_each_run(tmp_path):
+    import json
+
+    from optiscope.tasks import make_task
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("def f(x):\n    return x + 1\n" * 200)
+    store = RunStore.create(tmp_path / "s")
+    cfg = parse_config(
+        {
+            "experiment": {"name": "lm", "seeds": 2, "steps": 2, "eval_every": 2},
+            "tasks": [{"name": "byte-transformer", "corpus": str(corpus), "d_model": 8,
+                       "n_layers": 1, "n_heads": 2, "context": 8, "eval_windows": 4}],
+            "optimizers": [{"name": "adam"}],
+        }
+    )
+    run_experiment(cfg, store)
+    stored = {json.loads(r[0])["corpus_sha256"] for r in store.query("SELECT task_metadata FROM runs")[1]}
+    expected = make_task("byte-transformer", corpus=str(corpus)).metadata()["corpus_sha256"]
+    assert stored == {expected}

@@ -54,6 +54,10 @@ def test_cka_matrix_is_pairwise_cka():
             assert float(m[i, j]) == pytest.approx(float(linear_cka(reps[i], reps[j])), rel=1e-10)
     others = mean_cka_to_others(reps)
     torch.testing.assert_close(others[0], (m[0].sum() - 1) / 3)
+    valid = torch.tensor([True, True, False, True])
+    partial = mean_cka_to_others(reps, valid)
+    torch.testing.assert_close(partial[0], (m[0, 1] + m[0, 3]) / 2)
+    assert torch.isnan(partial[2])
 
 
 def mlp_loss(p, b):

@@ -83,3 +83,22 @@ def test_representations_follow_the_mlp_layout():
     h1 = torch.relu(x @ params["layer1.weight"].T + params["layer1.bias"])
     torch.testing.assert_close(out["layer1"], h1)
     assert out["layer2"].shape == (7, 5)
+
+
+def test_a_diverged_member_gets_nan_and_the_others_their_values():
+    task = make_task("mnist1d-mlp", hidden=4, depth=1)
+    seeds = torch.arange(3)
+    params = stack_init(task, [0, 1, 2])
+    broken = {k: v.clone() for k, v in params.items()}
+    broken["layer1.weight"][1] = float("nan")
+    cfg = ProbeConfig(tier="full", exact_diagonal_max=0)
+    out = compute_probes(task, broken, params, seeds, cfg, step=3)
+    clean = compute_probes(task, params, params, seeds, cfg, step=3)
+    for name, v in out.items():
+        assert torch.isnan(v[1]), name
+        if name == "barrier_to_next":  # member 0's partner is the diverged member 1
+            assert torch.isnan(v[0]) and float(v[2]) == pytest.approx(float(clean[name][2]))
+        elif name.startswith("cka/"):  # the others' mean CKA leaves member 1 out
+            assert torch.isfinite(v[[0, 2]]).all()
+        else:
+            torch.testing.assert_close(v[[0, 2]], clean[name][[0, 2]], equal_nan=True)

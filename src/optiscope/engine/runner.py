@@ -101,11 +101,16 @@ def run_cell(
         )
     else:
         result = trainer.run(cell.steps, cell.eval_every, cell.log_every, on_step=on_step)
-    land_cell(store, cell, result, save_params=save_params)
+    land_cell(store, cell, result, save_params=save_params, task_metadata=trainer.task.metadata())
     return result
 
 
-def run_rows(cell: Cell, result: CellResult | None, error: str | None = None) -> list[dict[str, Any]]:
+def run_rows(
+    cell: Cell,
+    result: CellResult | None,
+    error: str | None = None,
+    task_metadata: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.timezone.utc)
     rows = []
     for member, seed in enumerate(cell.seeds):
@@ -117,6 +122,7 @@ def run_rows(cell: Cell, result: CellResult | None, error: str | None = None) ->
                 "experiment": cell.experiment,
                 "task": cell.task,
                 "task_settings": json.dumps(cell.task_settings, sort_keys=True, default=str),
+                "task_metadata": json.dumps(task_metadata or {}, sort_keys=True, default=str),
                 "optimizer": cell.optimizer,
                 "label": cell.display_name,
                 "hyperparameters": json.dumps(cell.hyperparameters, sort_keys=True, default=str),
@@ -137,7 +143,14 @@ def run_rows(cell: Cell, result: CellResult | None, error: str | None = None) ->
     return rows
 
 
-def land_cell(store: RunStore, cell: Cell, result: CellResult, *, save_params: bool = True) -> None:
+def land_cell(
+    store: RunStore,
+    cell: Cell,
+    result: CellResult,
+    *,
+    save_params: bool = True,
+    task_metadata: dict[str, Any] | None = None,
+) -> None:
     cols = result.metrics.columns(result.diverged_step)
     run_ids = np.array([f"{cell.cell_id}-s{s}" for s in cell.seeds], dtype=object)
     metrics = {
@@ -149,7 +162,7 @@ def land_cell(store: RunStore, cell: Cell, result: CellResult, *, save_params: b
     params = None
     if save_params and result.final_params:
         params = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
-    store.write_cell(cell.cell_id, run_rows(cell, result), metrics, params)
+    store.write_cell(cell.cell_id, run_rows(cell, result, task_metadata=task_metadata), metrics, params)
 
 
 def run_experiment(

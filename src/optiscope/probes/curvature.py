@@ -432,11 +432,19 @@ def lanczos_tridiagonal(
 
 
 def tridiagonal_eigh(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of the symmetric tridiagonal (alpha, beta)."""
+    """Eigenvalues (ascending) and eigenvectors of the symmetric tridiagonal (alpha, beta).
+
+    A run with non-finite entries (a diverged member) gets NaN rather than stopping the batch.
+    """
+    ok = torch.isfinite(alpha).all(-1) & torch.isfinite(beta).all(-1)
+    alpha = torch.where(ok[..., None], alpha, torch.zeros_like(alpha))
+    beta = torch.where(ok[..., None], beta, torch.zeros_like(beta))
     t = torch.diag_embed(alpha)
     if beta.shape[-1]:
         t = t + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
-    return torch.linalg.eigh(t)
+    theta, u = torch.linalg.eigh(t)
+    nan = torch.full_like(theta, float("nan"))
+    return torch.where(ok[..., None], theta, nan), torch.where(ok[..., None, None], u, nan[..., None])
 
 
 def _flat_matvec(op: HessianOperator, batched: bool) -> Callable[[Tensor], Tensor]:

@@ -65,13 +65,18 @@ def linear_cka_matrix(representations: Tensor) -> Tensor:
     return k @ k.T
 
 
-def mean_cka_to_others(representations: Tensor) -> Tensor:
-    """For each member, its mean CKA to the other members (S,): how alike the solutions are."""
+def mean_cka_to_others(representations: Tensor, valid: Tensor | None = None) -> Tensor:
+    """For each member, its mean CKA to the other members (S,): how alike the solutions are.
+
+    `valid` (S,) bool leaves members out as partners (diverged ones); they get NaN themselves.
+    """
     s = representations.shape[0]
-    if s < 2:
-        return torch.full((s,), float("nan"), dtype=representations.dtype)
+    valid = torch.ones(s, dtype=torch.bool, device=representations.device) if valid is None else valid
     m = linear_cka_matrix(representations)
-    return (m.sum(1) - m.diagonal()) / (s - 1)
+    partners = valid[None, :] & ~torch.eye(s, dtype=torch.bool, device=m.device)
+    count = partners.sum(1)
+    mean = torch.where(partners, m, torch.zeros_like(m)).sum(1) / count.clamp_min(1)
+    return torch.where(valid & (count > 0), mean, torch.full_like(mean, float("nan")))
 
 
 # -- linear mode connectivity ----------------------------------------------------------------

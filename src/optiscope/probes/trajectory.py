@@ -97,9 +97,25 @@ def compute_probes(
     groups: tuple[str, ...] | None = None,
     previous: Params | None = None,
     step: int = 0,
+    valid: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Every probe in `groups` (default: the config's) for an ensemble: name -> (S,) values."""
+    """Every probe in `groups` (default: the config's) for an ensemble: name -> (S,) values.
+
+    Members whose parameters are not finite (diverged) get NaN; the others are unaffected.
+    """
     groups = groups or config.groups()
+    bad = ~torch.stack([torch.isfinite(t.reshape(t.shape[0], -1)).all(1) for t in params.values()]).all(0)
+    if bool(bad.any()):
+        params = _substitute(params, bad, init_params)
+        previous = _substitute(previous, bad, init_params) if previous is not None else None
+        out = compute_probes(
+            task, params, init_params, seeds, config, groups=groups, previous=previous, step=step,
+            valid=~bad,
+        )
+        nan = torch.tensor(float("nan"))
+        # A pair with a diverged member has no barrier.
+        masks = {"barrier_to_next": bad | torch.roll(bad, -1)}
+        return {k: torch.where(masks.get(k, bad).to(v.device), nan.to(v), v) for k, v in out.items()}
     device = next(iter(params.values())).device
     batch = probe_batch(task, seeds, device)
     gen = torch.Generator().manual_seed(1_000_003 * step + 12345)
@@ -158,12 +174,22 @@ def compute_probes(
         if reps is not None:
             common = _member0(batch)
             for name, a in vmap(reps, in_dims=(0, None))(params, common).items():
-                out[f"cka/{name}"] = mean_cka_to_others(a.flatten(2) if a.dim() > 3 else a)
+                out[f"cka/{name}"] = mean_cka_to_others(a.flatten(2) if a.dim() > 3 else a, valid)
     if "barrier" in groups and params[next(iter(params))].shape[0] > 1:
         out["barrier_to_next"] = loss_barrier(
             task.loss, params, rolled(params), config.barrier_points, batch=batch, ensemble_dims=e
         )
     return {k: v.detach() for k, v in out.items()}
+
+
+def _substitute(params: Params, bad: Tensor, fallback: Params | None) -> Params:
+    """`params` with the `bad` members' tensors replaced by finite ones (their init, or zeros)."""
+    out = {}
+    for k, v in params.items():
+        repl = fallback[k].to(v) if fallback is not None and torch.isfinite(fallback[k]).all() else torch.zeros_like(v)
+        mask = bad.to(v.device).reshape(-1, *([1] * (v.dim() - 1)))
+        out[k] = torch.where(mask, repl, v)
+    return out
 
 
 def _per_example_batch(task: Task, batch: MemberBatch) -> bool:

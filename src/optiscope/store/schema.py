@@ -12,6 +12,7 @@ RUNS = pa.schema(
         ("experiment", pa.string()),
         ("task", pa.string()),
         ("task_settings", pa.string()),  # JSON
+        ("task_metadata", pa.string()),  # JSON: what the machine had (a corpus's files and hash)
         ("optimizer", pa.string()),  # config name or "module:Class"
         ("label", pa.string()),  # how tables and plots name the cell
         ("hyperparameters", pa.string()),  # JSON, as given in the config
