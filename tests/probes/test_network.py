@@ -112,3 +112,10 @@ def test_margin_and_dead_units_by_hand():
     assert float(dead_unit_fraction(acts)) == pytest.approx(1 / 3)
     with pytest.raises(OptiscopeError, match="logits"):
         classification_margin(logits, labels[0])
+
+
+def test_binary_margin_is_the_two_logit_margin():
+    z = torch.tensor([[1.5, -0.5, 2.0]])
+    y = torch.tensor([[1, 1, 0]])
+    two = torch.stack([torch.zeros_like(z), z], -1)
+    torch.testing.assert_close(classification_margin(z, y), classification_margin(two, y))

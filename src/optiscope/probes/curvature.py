@@ -79,7 +79,8 @@ class HessianOperator:
         self.dim = _member_dims(params, ensemble_dims)
         self.chunk_size = chunk_size
         self.products = 0
-        self._single: str | None = None  # "reverse" or "forward" once timed
+        self._single: str | None = None  # route for single products: "reverse" or "forward" once timed
+        self._batched = "forward"  # route for batched products; "reverse" if forward mode fails
         self._graph: tuple[list[Tensor], list[int], list[Tensor]] | None = None
 
     def _total_loss(self, p: Params) -> Tensor:
@@ -96,7 +97,12 @@ class HessianOperator:
     def __call__(self, vectors: Params, *, batched: bool = False) -> Params:
         self.products += next(iter(vectors.values())).shape[0] if batched else 1
         if batched:
-            return vmap(self._forward_hvp, chunk_size=self.chunk_size)(vectors)
+            if self._batched != "reverse":
+                try:
+                    return vmap(self._forward_hvp, chunk_size=self.chunk_size)(vectors)
+                except RuntimeError:  # forward-mode AD missing or broken for an op of the task
+                    self._batched = "reverse"
+            return self._reverse_batched(vectors)
         if self._single is None:
             return self._choose_single(vectors)
         if self._single == "reverse":
@@ -106,20 +112,34 @@ class HessianOperator:
     def _choose_single(self, vectors: Params) -> Params:
         import time
 
-        t0 = time.perf_counter()
-        forward = self._forward_hvp(vectors)
-        t_forward = time.perf_counter() - t0
-        try:
-            self._reverse_hvp(vectors)  # builds the graph (not timed: paid once)
-            t0 = time.perf_counter()
-            self._reverse_hvp(vectors)
-            t_reverse = time.perf_counter() - t0
-        except RuntimeError:  # an op without double-backward
-            t_reverse = float("inf")
-        self._single = "reverse" if t_reverse < t_forward else "forward"
+        results: dict[str, Params] = {}
+        times: dict[str, float] = {}
+        for route, fn in (("forward", self._forward_hvp), ("reverse", self._reverse_hvp)):
+            try:
+                if route == "reverse":
+                    fn(vectors)  # builds the graph (not timed: paid once)
+                t0 = time.perf_counter()
+                results[route] = fn(vectors)
+                times[route] = time.perf_counter() - t0
+            except RuntimeError:  # an op without forward-mode AD or double-backward
+                pass
+        if not results:
+            raise OptiscopeError(
+                "Hessian-vector products fail for this loss both forward-over-reverse and "
+                "reverse-over-reverse (an op without second derivatives?)"
+            )
+        self._single = min(times, key=times.__getitem__)
         if self._single == "forward":
             self._graph = None  # free the graph
-        return forward
+        return results[self._single]
+
+    def _reverse_batched(self, vectors: Params) -> Params:
+        try:
+            return self._reverse_hvp(vectors, batched=True)
+        except RuntimeError:  # no batching rule for an op of the backward: one at a time
+            n = next(iter(vectors.values())).shape[0]
+            outs = [self._reverse_hvp({k: v[j] for k, v in vectors.items()}) for j in range(n)]
+            return {k: torch.stack([o[k] for o in outs]) for k in self.names}
 
     def _forward_hvp(self, vectors: Params) -> Params:
         return over_members(
@@ -127,7 +147,7 @@ class HessianOperator:
             ensemble_dims=self.ensemble_dims,
         )
 
-    def _reverse_hvp(self, vectors: Params) -> Params:
+    def _reverse_hvp(self, vectors: Params, batched: bool = False) -> Params:
         if self._graph is None:
             leaves = [self.params[k].clone().requires_grad_(True) for k in self.names]
             with torch.enable_grad():
@@ -142,7 +162,7 @@ class HessianOperator:
             return out
         outs = torch.autograd.grad(
             grads, leaves, grad_outputs=[vectors[self.names[i]] for i in live],
-            retain_graph=True, allow_unused=True,
+            retain_graph=True, allow_unused=True, is_grads_batched=batched,
         )
         for k, g in zip(self.names, outs, strict=True):
             if g is not None:

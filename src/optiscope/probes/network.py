@@ -31,8 +31,12 @@ def dead_unit_fraction(activations: Tensor) -> Tensor:
 def classification_margin(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean over examples of z_y - max_{c != y} z_c: (..., n, C), (..., n) -> (...).
 
-    Negative on misclassified examples; the mean is the unnormalised output margin.
+    Negative on misclassified examples; the mean is the unnormalised output margin. A binary
+    classifier with one logit per example (logits shaped like labels in {0, 1}) has margin
+    (2y - 1) z, the same quantity for the two-logit model (0, z).
     """
+    if logits.shape == labels.shape:
+        return ((2 * labels.to(logits.dtype) - 1) * logits).mean(-1)
     if logits.shape[:-1] != labels.shape:
         raise OptiscopeError(f"logits (..., n, C) and labels (..., n) disagree: {tuple(logits.shape)} vs {tuple(labels.shape)}")
     true = logits.gather(-1, labels[..., None]).squeeze(-1)

@@ -137,7 +137,8 @@ def tensor_properties(
             out[f"sparsity@{threshold_label(t)}/{name}"] = sparsity(w, t, ensemble_dims)
         out[f"hoyer/{name}"] = hoyer_sparsity(w, ensemble_dims)
         out[f"frobenius_norm/{name}"] = frobenius_norm(w, ensemble_dims)
-        if init_params is not None and name in init_params:
+        if init_params is not None and name in init_params and bool(init_params[name].ne(0).any()):
+            # Left out for tensors initialised at zero (biases, gains' offsets): undefined there.
             out[f"dist_from_init/{name}"] = relative_distance(w, init_params[name].to(w), ensemble_dims)
         is_matrix = (roles or {}).get(name) in MATRIX_ROLES if roles is not None else w.dim() - ensemble_dims >= 2
         if is_matrix and w.dim() - ensemble_dims >= 2:
