@@ -111,3 +111,13 @@ def test_matrix_property_of_a_vector_is_an_error():
         effective_rank(torch.ones(3))
     with pytest.raises(OptiscopeError, match="threshold must be >= 0"):
         sparsity(torch.ones(3), -1.0)
+
+
+def test_tensor_properties_agree_with_the_svd_functions():
+    """The trajectory path (Gram eigenvalues) against torch.linalg.svdvals-based functions."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 7, 5, generator=g)
+    out = tensor_properties({"w": w}, None, {"w": "hidden"}, [], ensemble_dims=1)
+    for prop, fn in [("eff_rank", effective_rank), ("stable_rank", stable_rank),
+                     ("spectral_norm", spectral_norm), ("rms_rms_norm", rms_rms_norm)]:
+        torch.testing.assert_close(out[f"{prop}/w"], fn(w, ensemble_dims=1), rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ is vmapped over them, with the loss taking each member's batch: ``loss_fn(params
 from optiscope.probes.curvature import (
     Eigenvalues,
     HessianDiagonal,
+    HessianOperator,
     RMed,
     SpectralDensity,
     TraceEstimate,
@@ -56,6 +57,7 @@ from optiscope.probes.solution import (
 __all__ = [
     "Eigenvalues",
     "HessianDiagonal",
+    "HessianOperator",
     "NoiseScale",
     "RMed",
     "SpectralDensity",

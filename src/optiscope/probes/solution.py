@@ -109,6 +109,19 @@ def relative_distance(w: Tensor, w0: Tensor, ensemble_dims: int = 0) -> Tensor:
     return num / den
 
 
+def _singular_values_by_gram(m: Tensor) -> Tensor:
+    """Singular values (descending) as sqrt(eig(M M^T)) of the smaller Gram matrix, in float64.
+
+    About twice as fast as `svdvals` on CPU for the trajectory probes; squaring the condition
+    number in float64 only blurs singular values below ~1e-8 of the largest, which do not move
+    effective rank, stable rank or norms.
+    """
+    m64 = m.double()
+    gram = m64 @ m64.mT if m.shape[-2] <= m.shape[-1] else m64.mT @ m64
+    eig = torch.linalg.eigvalsh(gram).clamp_min(0).flip(-1)
+    return eig.sqrt().to(torch.float32 if m.dtype in (torch.float16, torch.bfloat16) else m.dtype)
+
+
 # -- all of them, per tensor ------------------------------------------------------------------
 def threshold_label(t: float) -> str:
     """1e-3 for 0.001: the form used in metric names (`sparsity@1e-3/layer1.weight`)."""
@@ -143,7 +156,7 @@ def tensor_properties(
         is_matrix = (roles or {}).get(name) in MATRIX_ROLES if roles is not None else w.dim() - ensemble_dims >= 2
         if is_matrix and w.dim() - ensemble_dims >= 2:
             m = _matrix(w, ensemble_dims)
-            s = torch.linalg.svdvals(m.float() if m.dtype in (torch.float16, torch.bfloat16) else m)
+            s = _singular_values_by_gram(m)
             p = s / s.sum(-1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
             top = s[..., 0].clamp_min(torch.finfo(s.dtype).tiny)
             out[f"eff_rank/{name}"] = torch.exp(-torch.special.xlogy(p, p).sum(-1))
