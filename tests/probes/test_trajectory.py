@@ -27,7 +27,7 @@ def test_probe_metrics_land_in_the_store_at_the_cadence(probed_store):
         assert by_name.get(name) == {0: 6, 6: 6, 12: 6}, name  # 2 cells x 3 members per step
     assert by_name["update_ratio/layer1.weight"] == {6: 6, 12: 6}  # needs the step before
     samples = probed_store.fetch("SELECT DISTINCT value FROM metrics WHERE name = 'r_med_samples'")
-    assert samples["value"].tolist() == [8.0]  # Hutchinson with 8 probes: the estimator, recorded
+    assert samples["value"].tolist() == [float(ProbeConfig().samples)]  # the estimator used, recorded
     assert all(is_probe_metric(n) for n in expected) and not is_probe_metric("test_acc")
 
 

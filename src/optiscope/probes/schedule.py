@@ -4,10 +4,14 @@ Probes come in cost tiers, as Cockpit's economy/business/full (Schneider et al. 
 
 - ``cheap``: weights only and one gradient: per-tensor sparsity, Hoyer, norms, ranks, distance
   from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass).
-- ``geometry``: cheap, plus Hessian trace and R_med from shared Hutchinson probes, the top
-  Hessian eigenvalue(s) by Lanczos, and the gradient noise scale (per-example gradients).
-- ``full``: geometry, plus the spectral density (SLQ), CKA between members and the loss barrier
-  between neighbouring members.
+- ``geometry``: cheap, plus Hessian trace and R_med from shared Hutchinson probes and the top
+  Hessian eigenvalue(s) by Lanczos (about 12 Hessian-vector products per member).
+- ``full``: geometry, plus the gradient noise scale (per-example gradients), the spectral
+  density (SLQ), CKA between members and the loss barrier between neighbouring members.
+
+The default estimator sizes keep each tier inside its budget at the default cadence
+(`benchmarks/probe_cost.py`: cheap under 10% of training time, geometry under 50%); raise
+`samples` and `lanczos_steps` for tighter estimates.
 
 Example::
 
@@ -15,7 +19,7 @@ Example::
     tier = "geometry"      # cheap | geometry | full
     cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
     points = 12
-    samples = 8            # Hutchinson probes (trace and R_med share them)
+    samples = 4            # Hutchinson probes (trace and R_med share them)
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from optiscope.errors import OptiscopeError
 
 TIERS: dict[str, tuple[str, ...]] = {
     "cheap": ("weights", "gradient", "update", "network"),
-    "geometry": ("weights", "gradient", "update", "network", "trace", "r_med", "top_eig", "noise_scale"),
+    "geometry": ("weights", "gradient", "update", "network", "trace", "r_med", "top_eig"),
     "full": (
         "weights", "gradient", "update", "network", "trace", "r_med", "top_eig", "noise_scale",
         "density", "cka", "barrier",
@@ -50,8 +54,8 @@ class ProbeConfig(BaseModel):
     cadence: Literal["log", "every"] = "log"
     every: int = Field(100, ge=1, description="steps between probes with cadence = 'every'")
     points: int = Field(12, ge=2, description="about this many log-spaced probe steps")
-    samples: int = Field(8, ge=1, description="Hutchinson probes for trace and R_med")
-    lanczos_steps: int = Field(16, ge=2, description="Lanczos steps for the top eigenvalues")
+    samples: int = Field(4, ge=1, description="Hutchinson probes for trace and R_med")
+    lanczos_steps: int = Field(8, ge=2, description="Lanczos steps for the top eigenvalues")
     top_k: int = Field(1, ge=1, description="how many top Hessian eigenvalues")
     slq_vectors: int = Field(2, ge=1, description="start vectors of stochastic Lanczos quadrature")
     slq_steps: int = Field(24, ge=2, description="Lanczos steps per SLQ vector")
