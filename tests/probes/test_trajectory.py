@@ -102,3 +102,24 @@ def test_a_diverged_member_gets_nan_and_the_others_their_values():
             assert torch.isfinite(v[[0, 2]]).all()
         else:
             torch.testing.assert_close(v[[0, 2]], clean[name][[0, 2]], equal_nan=True)
+
+
+def test_full_tier_runs_on_matrix_factorization(tmp_path):
+    """Regression: the loss barrier's nested vmap once broke F.mse_loss-based tasks."""
+    from optiscope.config import parse_config
+    from optiscope.engine.runner import run_experiment
+    from optiscope.store import RunStore
+
+    cfg = parse_config({
+        "experiment": {"name": "mf", "seeds": 2, "steps": 2, "eval_every": 2},
+        "tasks": [{"name": "matrix-factorization"}],
+        "optimizers": [{"name": "sgd", "lr": 0.01}],
+        "probes": {"tier": "full", "cadence": "every", "every": 2},
+    })
+    store = RunStore.create(tmp_path / "s")
+    from optiscope.probes.schedule import probe_runner_from_config
+
+    summary = run_experiment(cfg, store, probe_runner_factory=probe_runner_from_config)
+    assert not summary.failed
+    n = store.query("SELECT count(*) FROM metrics WHERE name = 'barrier_to_next'")[1][0][0]
+    assert n == 4  # 2 members x steps 0 and 2

@@ -545,4 +545,7 @@ class MatrixFactorization(ConvexTask):
 
     def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         pred = x @ params["layer1.weight"].T @ params["head.weight"].T
-        return F.mse_loss(pred, y)
+        # Written out rather than F.mse_loss: under nested vmap (the probes' loss barrier vmaps
+        # over members and over points on a line) mse_loss's batching rule mis-broadcasts when
+        # only `pred` carries the inner level (seen with torch 2.13).
+        return ((pred - y) ** 2).mean()
