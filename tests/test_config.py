@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import inspect
+import json
 
-from optiscope.config import parse_config
+import pytest
+import torch
+
+from optiscope.config import canonical_numbers, parse_config
 from optiscope.errors import OptiscopeError
+from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
+from optiscope.tasks import make_task
 
 
 def cfg(**over):
@@ -30,7 +36,7 @@ def test_lists_are_grids_over_tasks_and_optimizers():
 
 def test_a_flat_list_for_a_tuple_hyperparameter_is_one_value():
     cells = cfg(optimizers=[{"name": "adam", "betas": [0.9, 0.99]}]).cells()
-    assert [c.hyperparameters["betas"] for c in cells[:1]] == [[0.9, 0.99]]
+    assert [c.hyperparameters["betas"] for c in cells[:1]] == [(0.9, 0.99)]  # the declared tuple
     assert len(cells) == 2  # the two task dims only
     cells = cfg(optimizers=[{"name": "adam", "betas": [[0.9, 0.99], [0.0, 0.0]]}]).cells()
     assert len(cells) == 4
@@ -65,3 +71,72 @@ def test_bad_input_names_the_field(override, message):
     with pytest.raises(OptiscopeError) as exc:
         cfg(**override)
     assert message in str(exc.value)
+
+
+def one_cell(task: dict, optimizer: dict):
+    (cell,) = cfg(tasks=[task], optimizers=[optimizer]).cells()
+    return cell
+
+
+def test_cells_carry_every_default_so_the_store_says_what_a_run_used():
+    cell = one_cell({"name": "himmelblau"}, {"name": "sgd", "lr": 0.1})
+    assert cell.task_settings == {"rotate": True, "shift": 1.0, "noise": 0.0}
+    assert cell.hyperparameters == {
+        "lr": 0.1, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+        "nesterov": False, "maximize": False,
+    }
+    assert cell.display_name == "sgd(lr=0.1)"  # named by what the config wrote
+
+
+def test_a_default_written_out_or_left_implicit_is_the_same_cell():
+    implicit = one_cell({"name": "himmelblau"}, {"name": "adam", "lr": 0.01})
+    written = one_cell(
+        {"name": "himmelblau", "rotate": True, "shift": 1, "noise": 0},
+        {"name": "adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0},
+    )
+    assert written.cell_id == implicit.cell_id
+    assert json.dumps(written.task_settings) == json.dumps(implicit.task_settings)
+    assert json.dumps(written.hyperparameters) == json.dumps(implicit.hyperparameters)
+
+
+@pytest.mark.parametrize("name", ["sgd", "torch.optim:SGD"])
+def test_a_number_is_the_same_cell_however_it_is_written(name):
+    as_int = one_cell({"name": "sphere", "dim": 3}, {"name": name, "lr": 1, "momentum": 0})
+    as_float = one_cell({"name": "sphere", "dim": 3}, {"name": name, "lr": 1.0, "momentum": 0.0})
+    assert as_int.cell_id == as_float.cell_id
+    assert json.dumps(as_int.hyperparameters) == json.dumps(as_float.hyperparameters)
+    assert as_int.hyperparameters["lr"] == 1.0 and isinstance(as_int.hyperparameters["lr"], float)
+
+
+def test_third_party_optimizers_get_their_signature_defaults():
+    cell = one_cell({"name": "sphere"}, {"name": "torch.optim:Adam", "lr": 0.01})
+    reference = inspect.signature(torch.optim.Adam).parameters
+    assert cell.hyperparameters["lr"] == 0.01
+    for key in ("betas", "eps", "weight_decay", "amsgrad", "foreach"):
+        assert cell.hyperparameters[key] == reference[key].default
+    assert cell.display_name == "torch.optim:Adam(lr=0.01)"
+
+
+def test_hash_of_numbers_ignores_how_they_are_written():
+    assert canonical_numbers({"a": [1.0, 2.5], "b": 3}) == {"a": [1, 2.5], "b": 3}
+
+
+def test_sgd_armijo_takes_its_batches_per_epoch_from_the_task():
+    data = one_cell({"name": "least-squares"}, {"name": "sgd_armijo"})
+    task = make_task("least-squares")
+    assert task.batches_per_epoch() == len(task.x) // task.batch_size
+    assert data.hyperparameters["n_batches_per_epoch"] == task.batches_per_epoch()
+    assert data.display_name == "sgd_armijo"
+    # No finite data set: the optimizer's own default; a value the user wrote is kept.
+    default = inspect.signature(resolve_optimizer("sgd_armijo")).parameters["n_batches_per_epoch"]
+    assert one_cell({"name": "sphere"}, {"name": "sgd_armijo"}).hyperparameters[
+        "n_batches_per_epoch"] == default.default
+    written = one_cell({"name": "least-squares"}, {"name": "sgd_armijo", "n_batches_per_epoch": 7})
+    assert written.hyperparameters["n_batches_per_epoch"] == 7
+
+
+def test_effective_settings_build_the_same_task_and_optimizer():
+    cell = one_cell({"name": "quadratic", "dim": 4}, {"name": "adam", "lr": 0.01})
+    given, full = make_task("quadratic", dim=4), make_task(cell.task, **cell.task_settings)
+    assert torch.equal(given.init_params(3)["x"], full.init_params(3)["x"])
+    assert check_hyperparameters(cell.optimizer, cell.hyperparameters) == cell.hyperparameters

@@ -5,10 +5,8 @@ Errors a user can fix are printed in one line without a traceback and exit with 
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from rich.console import Console
@@ -20,9 +18,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from optiscope.errors import OptiscopeError
+from optiscope.terminal_tables import compare_pairwise_table, compare_summary_table, probe_table
 
 app = typer.Typer(
     help="optiscope: train many seeds under many optimizers, store every run, compare "
@@ -33,6 +31,30 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import optiscope
+
+        print(f"optiscope {optiscope.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """optiscope: train many seeds under many optimizers, store every run, compare distributions."""
+
+
+FORMAT_HELP = (
+    "table, csv or json. Default: table when standard output is a terminal, csv when it is piped "
+    "or redirected (so `| grep` and `> file` get whole rows, one line each, at any terminal width)"
+)
 
 
 def fail(message: str) -> None:
@@ -152,78 +174,100 @@ def report(
 @app.command("list")
 def list_(
     what: Annotated[str, typer.Argument(help="tasks or optimizers")],
+    output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """List the tasks or optimizers available, with their settings and defaults."""
+    from optiscope.tabular import check_format, write_rows
+
+    try:
+        fmt = check_format(output)
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
     if what == "tasks":
-        _list_tasks()
+        columns, rows, title = _task_rows()
     elif what == "optimizers":
-        _list_optimizers()
+        columns, rows, title = _optimizer_rows()
     else:
         fail(f"cannot list '{what}': choose 'tasks' or 'optimizers'")
+        return
+    write_rows(columns, rows, fmt, title=title, text=_cell_text, show_lines=True)
 
 
-def _list_tasks() -> None:
+def _cell_text(value: Any) -> str:
+    """A table or CSV cell: settings as "k=v, ...", metrics as "name (goal)", counts with commas."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell_text(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+class MetricGoal(NamedTuple):
+    """A task's metric as `list tasks` shows it: "f_gap (min)", "basin (categorical)"."""
+
+    name: str
+    goal: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.goal or 'categorical'})"
+
+
+def _task_rows() -> tuple[list[str], list[list[Any]], str]:
     from optiscope.settings import defaults_of
     from optiscope.tasks import TASKS, make_task
 
-    table = Table(title="tasks", show_lines=True)
-    for col in ("name", "family", "settings (defaults)", "metrics", "params", "description"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for name in sorted(TASKS, key=lambda n: (TASKS[n].family, n)):
         cls = TASKS[name]
+        n_params: Any
         try:
-            n_params = f"{make_task(name).num_params():,}"
+            n_params = make_task(name).num_params()
         except Exception as exc:  # a task whose data is not present (say, needs data_root)
             n_params = f"({type(exc).__name__})"
-        settings = ", ".join(f"{k}={v}" for k, v in defaults_of(cls.__init__).items())
-        metrics = ", ".join(f"{m.name} ({m.goal})" for m in cls.metrics)
-        table.add_row(name, cls.family, settings, metrics, n_params, cls.description)
-    console.print(table)
+        metrics = [MetricGoal(m.name, m.goal) for m in cls.metrics]
+        rows.append([name, cls.family, defaults_of(cls.__init__), metrics, n_params, cls.description])
+    columns = ["name", "family", "settings (defaults)", "metrics", "params", "description"]
+    return columns, rows, "tasks"
 
 
-def _list_optimizers() -> None:
+def _optimizer_rows() -> tuple[list[str], list[list[Any]], str]:
     from optiscope.optim import OPTIMIZERS
     from optiscope.optim.registry import optimizer_info
 
-    table = Table(title="optimizers (any torch.optim.Optimizer also runs as \"module:Class\")", show_lines=True)
-    for col in ("name", "class", "norm", "hyperparameters (defaults)", "grad evals / step", "tested against"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for name in sorted(OPTIMIZERS):
         info = optimizer_info(name)
-        hp = ", ".join(f"{k}={v}" for k, v in info.hyperparameters.items())
-        table.add_row(name, info.cls.__name__, info.norm, hp, str(info.grad_evals_per_step), info.reference)
-    console.print(table)
+        rows.append([name, info.cls.__name__, info.norm, dict(info.hyperparameters),
+                     info.grad_evals_per_step, info.reference])
+    columns = ["name", "class", "norm", "hyperparameters (defaults)", "grad evals / step", "tested against"]
+    return columns, rows, 'optimizers (any torch.optim.Optimizer also runs as "module:Class")'
 
 
 @app.command()
 def query(
     store: Annotated[Path, typer.Argument(help="store directory")],
-    sql: Annotated[str, typer.Argument(help="SQL over the views `runs` and `metrics`")],
-    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    sql: Annotated[str, typer.Argument(help="one SELECT over the views `runs`, `metrics` and `metric_info`")],
+    output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
-    """Run SQL against a store and print the result."""
+    """Run a read-only SQL query against a store and print the result.
+
+    Only SELECT statements run (also WITH, FROM, DESCRIBE, SHOW, SUMMARIZE).
+
+    DuckDB may read the store's own files and nothing else: no writes, no reads elsewhere.
+    """
     from optiscope.store import RunStore
+    from optiscope.tabular import check_format, write_rows
 
     try:
+        fmt = check_format(output)
         columns, rows = RunStore.open(store).query(sql)
     except OptiscopeError as exc:
         fail(str(exc))
         return
-    if output == "csv":
-        import csv
-
-        w = csv.writer(sys.stdout)
-        w.writerow(columns)
-        w.writerows(rows)
-    elif output == "json":
-        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
-    elif output == "table":
-        table = Table(*columns)
-        for r in rows:
-            table.add_row(*("NULL" if v is None else str(v) for v in r))
-        console.print(table)
-    else:
-        fail(f"--format must be table, csv or json, not '{output}'")
+    write_rows(columns, rows, fmt)
 
 
 # -- compare (statistics of one task's cells; the report's comparison, in the terminal) ----------
@@ -233,69 +277,54 @@ def compare(
     task: Annotated[str, typer.Option(help="task as the report names it (e.g. rosenbrock, or quadratic(dim=2))")],
     metric: Annotated[str | None, typer.Option(help="final metric to compare (default: the task's headline)")] = None,
     test: Annotated[str, typer.Option(help="mannwhitney, ks, welch or permutation")] = "mannwhitney",
+    alternative: Annotated[str, typer.Option(
+        help="two-sided, less or greater; a one-sided test reads each row as a against b: "
+        "'less' means a's values tend to be smaller than b's")] = "two-sided",
     csv: Annotated[Path | None, typer.Option(help="write the per-cell summaries here (and FILE.pairwise.csv)")] = None,
     parquet: Annotated[Path | None, typer.Option(help="write the summaries as Parquet (and FILE.pairwise.parquet)")] = None,
 ) -> None:
-    """Compare every cell of TASK on a final metric: summaries, pairwise tests (Holm), effect sizes."""
+    """Compare every cell of TASK on a final metric: summaries, pairwise tests (Holm), effect sizes.
+
+    Mann-Whitney p-values are exact for small samples without ties, else asymptotic ("p from").
+    """
     from optiscope.report.analysis import compare_task
     from optiscope.report.data import StoreView
+    from optiscope.stats import ALTERNATIVES
     from optiscope.store import RunStore
 
+    if alternative not in ALTERNATIVES:
+        fail(f"--alternative must be one of {', '.join(ALTERNATIVES)}, not '{alternative}'")
+        return
     try:
-        view = StoreView.load(RunStore.open(store))
-        result = compare_task(view, task, metric, test)
+        run_store = RunStore.open(store)
+        if metric is not None and metric in run_store.categorical_metrics():
+            fail(_categorical_message(store, task, metric))
+            return
+        view = StoreView.load(run_store)
+        result = compare_task(view, task, metric, test, alternative=alternative)
         written = result.export(csv, parquet)
     except OptiscopeError as exc:
         fail(str(exc))
         return
-    console.print(_compare_summary_table(result))
-    console.print(_compare_pairwise_table(result))
+    console.print(compare_summary_table(result))
+    console.print(compare_pairwise_table(result))
     for path in written:
         console.print(f"wrote [bold]{path}[/]")
 
 
-def _num(x: float) -> str:
-    import math
-
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, float) and math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:.4g}"
-
-
-def _compare_summary_table(result: Any) -> Table:
-    table = Table(title=f"{result.task_key}: final {result.metric} ({result.goal}imise)", show_lines=False)
-    for col in ("cell", "finished", "median", "95% CI (BCa)", "mean ± sd", "IQR", "success [Wilson]", "note"):
-        table.add_column(col, overflow="fold", justify="left" if col in ("cell", "note") else "right")
-    for r in result.summary_rows():
-        table.add_row(
-            str(r["cell"]), f"{r['n_finite']}/{r['n']}", _num(r["median"]),
-            f"[{_num(r['median_ci_low'])}, {_num(r['median_ci_high'])}]",
-            f"{_num(r['mean'])} ± {_num(r['std'])}", f"[{_num(r['q25'])}, {_num(r['q75'])}]",
-            f"{_num(r['success_rate'])} [{_num(r['success_low'])}, {_num(r['success_high'])}]",
-            str(r["note"]),
-        )
-    return table
-
-
-def _compare_pairwise_table(result: Any) -> Table:
-    table = Table(
-        title=f"pairwise {result.test} (two-sided), Holm across {len(result.table.results)} comparisons; "
-        "diverged seeds rank worst",
+def _categorical_message(store: Path, task: str, metric: str) -> str:
+    """Where to look instead: a categorical metric has labels to count, not values to rank."""
+    sql = (
+        "SELECT label, value AS {m}, count(*) AS seeds FROM (SELECT r.label, m.value, m.step, "
+        "max(m.step) OVER (PARTITION BY m.run_id) AS last FROM metrics m JOIN runs r USING (run_id) "
+        "WHERE m.name = '{m}' AND r.task = '{t}') WHERE step = last GROUP BY ALL ORDER BY ALL"
+    ).format(m=metric.replace("'", "''"), t=task.split("(")[0].replace("'", "''"))
+    return (
+        f"metric '{metric}' is categorical (a label per seed, with no better or worse), so it has "
+        "no medians or rank tests to compare. See the 'Terminal basins' table in the task's "
+        f"section of the report (optiscope report {store}), or count the seeds per label:\n"
+        f'  optiscope query {store} "{sql}"'
     )
-    for col in ("a", "b", "statistic", "p", "p (Holm)", "P(a better)", "A12 [95% CI]", "Cohen's d [95% CI]", "note"):
-        table.add_column(col, overflow="fold", justify="left" if col in ("a", "b", "note") else "right")
-    for r in result.pairwise_rows():
-        star = "[bold green]" if r["pvalue_holm"] < 0.05 else ""
-        table.add_row(
-            str(r["a"]), str(r["b"]), _num(r["statistic"]), _num(r["pvalue"]),
-            f"{star}{_num(r['pvalue_holm'])}", _num(r["p_a_better"]),
-            f"{_num(r['a12'])} [{_num(r['a12_low'])}, {_num(r['a12_high'])}]",
-            f"{_num(r['cohens_d'])} [{_num(r['cohens_d_low'])}, {_num(r['cohens_d_high'])}]",
-            str(r["note"]),
-        )
-    return table
 
 
 # -- probe (probes on saved final parameters, after training) ------------------------------------
@@ -329,38 +358,13 @@ def probe(
             return
         for cid in cell_ids:
             result = probe_cell(run_store, cid, config, device=dev)
-            console.print(_probe_table(result))
+            console.print(probe_table(result))
             if write:
                 n = write_probe_metrics(run_store, result)
                 console.print(f"wrote {n} metric rows for cell {cid} at step {result.step}")
     except OptiscopeError as exc:
         fail(str(exc))
         return
-
-
-def _probe_num(x: float) -> str:
-    import math
-
-    return "–" if math.isnan(x) else ("+inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:.4g}")
-
-
-def _probe_table(result: Any) -> Table:
-    import numpy as np
-
-    ok = sum(s == "ok" for s in result.status)
-    table = Table(title=f"{result.task} · {result.label} ({result.cell_id}, step {result.step}, {ok}/{len(result.status)} ok)")
-    width = max((len(n) for n in result.values), default=5)
-    table.add_column("probe", no_wrap=True, min_width=width)
-    for col in ("median", "IQR", "min", "max"):
-        table.add_column(col, justify="right", overflow="fold")
-    for name, values in result.values.items():
-        v = values[np.isfinite(values)]
-        if v.size:
-            q1, med, q3 = np.percentile(v, [25, 50, 75])
-            table.add_row(name, _probe_num(float(med)), f"[{_probe_num(float(q1))}, {_probe_num(float(q3))}]", _probe_num(float(v.min())), _probe_num(float(v.max())))
-        else:
-            table.add_row(name, "–", "–", "–", "–")
-    return table
 
 
 def main() -> None:  # pragma: no cover

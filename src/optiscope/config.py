@@ -7,12 +7,13 @@ Each point of that product is a *cell*, trained as one ensemble of `seeds` membe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import tomllib
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from optiscope.errors import OptiscopeError
 from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
-from optiscope.settings import signature_settings
-from optiscope.tasks.registry import make_task, task_class
+from optiscope.settings import effective_settings, signature_settings
+from optiscope.tasks.base import Task
+from optiscope.tasks.registry import make_task, settings_function
 
 
 class ExperimentSection(BaseModel):
@@ -88,36 +90,81 @@ class ExperimentConfig(BaseModel):
     probes: dict[str, Any] = Field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
-        """Every (task setting x optimizer setting) of the experiment, in config order."""
+        """Every (task setting x optimizer setting) of the experiment, in config order.
+
+        A cell carries the *effective* settings (every default filled in, numbers normalised:
+        see `effective_task_settings` / `effective_hyperparameters`) and, for its name, the
+        settings the user wrote.
+        """
         tasks = [
-            (t.name, s) for t in self.tasks for s in expand_grid(t.settings(), _task_types(t.name))
+            (t.name, given, effective_task_settings(t.name, given))
+            for t in self.tasks
+            for given in expand_grid(t.settings(), _task_types(t.name))
         ]
         opts = [
-            (o.name, o.label, h)
+            (o.name, o.label, given)
             for o in self.optimizers
-            for h in expand_grid(o.settings(), _optimizer_types(o.name))
+            for given in expand_grid(o.settings(), _optimizer_types(o.name))
         ]
-        return [
-            Cell(
-                experiment=self.experiment.name,
-                task=tn,
-                task_settings=ts,
-                optimizer=on,
-                label=label,
-                hyperparameters=hp,
-                seeds=tuple(self.experiment.seed_list()),
-                steps=self.experiment.steps,
-                eval_every=self.experiment.eval_every,
-                log_every=self.experiment.log_every,
-            )
-            for tn, ts in tasks
-            for on, label, hp in opts
-        ]
+        cells = []
+        for tn, task_given, ts in tasks:
+            task = functools.cache(functools.partial(make_task, tn, **ts))  # built only if needed
+            for on, label, hp_given in opts:
+                cells.append(
+                    Cell(
+                        experiment=self.experiment.name,
+                        task=tn,
+                        task_settings=ts,
+                        optimizer=on,
+                        label=label,
+                        hyperparameters=effective_hyperparameters(on, hp_given, task),
+                        seeds=tuple(self.experiment.seed_list()),
+                        steps=self.experiment.steps,
+                        eval_every=self.experiment.eval_every,
+                        log_every=self.experiment.log_every,
+                        given_task_settings=task_given,
+                        given_hyperparameters=hp_given,
+                    )
+                )
+        return cells
+
+
+def effective_task_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every keyword setting task `name` is built with: `given` plus the signature's defaults."""
+    return effective_settings("task", name, settings_function(name), given)
+
+
+def effective_hyperparameters(
+    name: str, given: dict[str, Any], task: Callable[[], Task] | None = None
+) -> dict[str, Any]:
+    """Every hyperparameter optimizer `name` runs with: `given` plus the signature's defaults.
+
+    An optimizer with an `n_batches_per_epoch` setting the user left out gets the task's
+    `batches_per_epoch()` (data size / batch size) where the task has a finite data set, else
+    its own default. `task` builds the cell's task (called only when that value is needed).
+    A third-party class whose signature cannot be inspected keeps what the user wrote.
+    """
+    cls = resolve_optimizer(name)
+    try:
+        fields = signature_settings(cls.__init__)
+    except (TypeError, ValueError):  # uninspectable (a C extension, say)
+        return dict(given)
+    given = dict(given)
+    if "n_batches_per_epoch" in fields and "n_batches_per_epoch" not in given and task is not None:
+        per_epoch = task().batches_per_epoch()
+        if per_epoch is not None:
+            given["n_batches_per_epoch"] = per_epoch
+    return effective_settings("optimizer", name, cls.__init__, given)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One ensemble to train: a task setting, an optimizer setting, the seeds and the budget."""
+    """One ensemble to train: a task setting, an optimizer setting, the seeds and the budget.
+
+    `task_settings` and `hyperparameters` are the effective settings (defaults included), which
+    is what the cell id hashes and the store records; `given_*` are what the config wrote for
+    this cell (its grid values), which is what its display name shows.
+    """
 
     experiment: str
     task: str
@@ -129,24 +176,45 @@ class Cell:
     steps: int
     eval_every: int
     log_every: int
+    given_task_settings: dict[str, Any] | None = None
+    given_hyperparameters: dict[str, Any] | None = None
 
     @property
     def cell_id(self) -> str:
-        """Stable id from everything that changes the result (not the experiment's name)."""
+        """Stable id from everything that changes the result (not the experiment's name).
+
+        Numbers are hashed by value (an integral float as its integer), so `lr = 1` and
+        `lr = 1.0` name the same cell even for a setting no signature declares.
+        """
         key = json.dumps(
-            [self.task, self.task_settings, self.optimizer, self.hyperparameters,
-             list(self.seeds), self.steps, self.eval_every, self.log_every],
+            canonical_numbers(
+                [self.task, self.task_settings, self.optimizer, self.hyperparameters,
+                 list(self.seeds), self.steps, self.eval_every, self.log_every]
+            ),
             sort_keys=True, default=str,
         )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @property
     def display_name(self) -> str:
-        """How the cell is named in tables and plots: label, or optimizer with its grid values."""
+        """How the cell is named in tables and plots: label, or optimizer with the values the
+        config wrote (not every default)."""
         if self.label:
             return self.label
-        hp = ", ".join(f"{k}={_short(v)}" for k, v in self.hyperparameters.items())
+        given = self.hyperparameters if self.given_hyperparameters is None else self.given_hyperparameters
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in given.items())
         return f"{self.optimizer}({hp})" if hp else self.optimizer
+
+
+def canonical_numbers(value: Any) -> Any:
+    """`value` with every integral float replaced by its int, recursively (for hashing)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: canonical_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical_numbers(v) for v in value]
+    return value
 
 
 def _short(v: Any) -> str:
@@ -161,7 +229,7 @@ def _is_sequence_type(annotation: Any) -> bool:
 
 
 def _task_types(name: str) -> dict[str, Any]:
-    return {k: a for k, (a, _) in signature_settings(task_class(name).__init__).items()}
+    return {k: a for k, (a, _) in signature_settings(settings_function(name)).items()}
 
 
 def _optimizer_types(name: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ _SKIP = {"self", "params", "ensemble_dims"}
 def signature_settings(fn: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     """{name: (annotation, default)} for a callable's keyword settings."""
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # keep Field ranges
     except Exception:  # third-party code with unresolvable annotations
         hints = {}
     out: dict[str, tuple[Any, Any]] = {}
@@ -61,12 +61,74 @@ def validate_settings(
     try:
         checked = model(**values)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_describe(e, fields) for e in exc.errors())
         raise OptiscopeError(f"{kind} '{name}': {problems}") from None
     return {k: getattr(checked, k) for k in values}
+
+
+def effective_settings(
+    kind: str, name: str, fn: Callable[..., Any], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Every keyword setting `fn` would run with: `values` checked and coerced, the rest filled in
+    from the signature's defaults (required settings left out stay out), numbers normalised.
+
+    This is what a run stores, so the store says everything a run used; and because a default
+    written out and a default left implicit give the same dict, they give the same cell id.
+    Coercion to the declared type makes `lr = 1` and `lr = 1.0` the same value; for undeclared
+    (unannotated) settings an integer is made a float where the default is a float.
+    """
+    fields = signature_settings(fn)
+    defaults = {k: d for k, (_, d) in fields.items() if d is not ... and k not in values}
+    try:  # defaults through the same coercion, so `momentum=0` under `float` reads 0.0
+        checked = validate_settings(kind, name, fn, {**defaults, **values})
+    except OptiscopeError:  # a third-party default that does not match its own annotation
+        checked = {**defaults, **validate_settings(kind, name, fn, values)}
+    order = [k for k in fields if k in checked] + [k for k in checked if k not in fields]
+    return {k: normalise_number(checked[k], fields[k][1] if k in fields else None) for k in order}
+
+
+def normalise_number(value: Any, like: Any) -> Any:
+    """`value` with integers made floats where `like` (the default) is a float, recursively."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and isinstance(like, float):
+        return float(value)
+    if isinstance(value, (list, tuple)) and isinstance(like, (list, tuple)) and len(value) == len(like):
+        return type(value)(normalise_number(v, d) for v, d in zip(value, like, strict=True))
+    return value
+
+
+def _describe(error: Mapping[str, Any], fields: Mapping[str, tuple[Any, Any]]) -> str:
+    """One validation error as "name must be in [low, high), got x" where the field declares a
+    range (Annotated[float, Field(ge=..., lt=...)]), else "name: pydantic's message (got x)"."""
+    name, *path = error["loc"]
+    label = str(name) + "".join(f"[{k}]" for k in path)
+    interval = _interval(fields[name][0], path) if name in fields else None
+    if interval is not None and error["type"] in _RANGE_ERRORS:
+        return f"{label} must be in {interval}, got {error.get('input')!r}"
+    return f"{'.'.join(str(x) for x in error['loc'])}: {error['msg']} (got {error.get('input')!r})"
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+
+
+def _interval(annotation: Any, path: list[Any]) -> str | None:
+    """The range declared on `annotation` (descending into tuples / Optional along `path`) as
+    '[0.0, 1.0)', or None where no bound is declared."""
+    for key in [*path, None]:
+        args = [a for a in typing.get_args(annotation) if a not in (type(None), Ellipsis)]
+        if typing.get_origin(annotation) is typing.Annotated or not args:
+            break
+        annotation = args[key] if isinstance(key, int) and key < len(args) else args[0]
+    bounds: dict[str, Any] = {}
+    for meta in getattr(annotation, "__metadata__", ()):
+        for c in getattr(meta, "metadata", [meta]):
+            bounds.update({k: getattr(c, k) for k in ("ge", "gt", "le", "lt") if getattr(c, k, None) is not None})
+    if not bounds:
+        return None
+    low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds.get('gt', '-inf')}"
+    high = f"{bounds['le']}]" if "le" in bounds else f"{bounds.get('lt', 'inf')})"
+    return f"{low}, {high}"
 
 
 def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:

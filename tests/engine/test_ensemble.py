@@ -70,7 +70,7 @@ class _SeedScaledParabola(Task):
     def train_batch(self, seeds, step):
         return MemberBatch(per_member={"a": torch.where(seeds == 0, 1.0, 10.0)[:, None]})
 
-    eval_batch = lambda self, seeds: self.train_batch(seeds, 0)  # noqa: E731
+    eval_batch = lambda self, seeds, step: self.train_batch(seeds, 0)  # noqa: E731
 
     def evaluate(self, params, batch):
         return {"f": self.loss(params, batch)}

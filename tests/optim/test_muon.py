@@ -32,11 +32,19 @@ def torch_reference(hp: dict):
 
 @pytest.mark.parametrize("hp", [{}, {"lr": 0.05, "weight_decay": 0.1}], ids=["defaults", "lr-wd"])
 def test_muon_matches_torch_muon_and_adamw_single_and_per_member(eq, hp):
-    """bfloat16 Newton-Schulz, as torch's: same trajectory over 50 steps (ensemble via baddbmm)."""
-    single = eq.run_single(eq.ours(Muon, hp), seed=5, steps=eq.steps)
-    eq.assert_params_match(single, eq.run_single(torch_reference(hp), seed=5, steps=eq.steps), 1e-5)
-    ensemble, trainer = eq.run_ensemble(Muon, hp, eq.seeds, eq.steps)
-    eq.assert_ensemble_matches(ensemble, eq.seeds, torch_reference(hp), eq.steps, tol=1e-5)
+    """bfloat16 Newton-Schulz, as torch's, 50 teacher-forced steps.
+
+    Alone (ensemble_dims=0) ours runs torch's operations on the same shapes: measured equal
+    (update error 0; tolerance 1e-5). The ensemble batches the iteration (baddbmm), which PyTorch
+    does not promise rounds as the per-matrix mm does; in bfloat16 two correct orders of the same
+    operations differ by up to 5.5e-2 per step (measured: Keller Jordan's order against torch's),
+    so members are held to 0.1 here (measured on x86-64: 2e-8) -- a wrong momentum (0.94) gives
+    0.17, a wrong iteration count (4) 0.43, and the float32 test below holds the ensemble's
+    algorithm to 1e-3.
+    """
+    reference = torch_reference(hp)
+    eq.assert_single_matches(eq.ours(Muon, hp), reference, seed=5, steps=eq.steps, tol=1e-5)
+    trainer = eq.assert_ensemble_matches(Muon, hp, eq.seeds, reference, eq.steps, tol=0.1)
     roles = {g["name"]: g["role"] for g in trainer.optimizer.param_groups}
     assert roles["head.weight"] == "head" and roles["layer1.weight"] == "hidden"
 
@@ -105,7 +113,10 @@ class KellerMuonWithAuxAdam(torch.optim.Optimizer):
 
 
 def test_muon_in_float32_matches_the_keller_jordan_formulas(eq):
-    """With the iteration in float32 both sides are exact up to rounding: 50 steps, per member."""
+    """With the iteration in float32 both sides are exact up to rounding: 50 teacher-forced
+    steps, alone and per member. Margin (measured, x86-64 AVX-512 / avx2 / default, 1 and 2
+    threads): worst update error 1.7e-5 (five Newton-Schulz iterations amplify float32 rounding
+    of two operation orders), tolerance 1e-3; a wrong momentum (0.94) gives 0.16."""
 
     def reference(params):
         return [KellerMuonWithAuxAdam(
@@ -115,10 +126,8 @@ def test_muon_in_float32_matches_the_keller_jordan_formulas(eq):
         )]
 
     hp = {"ns_dtype": "float32"}
-    single = eq.run_single(eq.ours(Muon, hp), seed=6, steps=eq.steps)
-    eq.assert_params_match(single, eq.run_single(reference, seed=6, steps=eq.steps), 1e-4)
-    ensemble, _ = eq.run_ensemble(Muon, hp, eq.seeds, eq.steps)
-    eq.assert_ensemble_matches(ensemble, eq.seeds, reference, eq.steps, tol=1e-4)
+    eq.assert_single_matches(eq.ours(Muon, hp), reference, seed=6, steps=eq.steps, tol=1e-3)
+    eq.assert_ensemble_matches(Muon, hp, eq.seeds, reference, eq.steps, tol=1e-3)
 
 
 def test_tall_matrices_are_scaled_by_sqrt_rows_over_cols():

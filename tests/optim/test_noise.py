@@ -23,12 +23,17 @@ IDS = ["noisy_sgd", "sgld", "nig_sgd", "nim_sgd", "bh-nim"]
 
 @pytest.mark.parametrize(("cls", "hp"), NOISY, ids=IDS)
 def test_noise_is_reproducible_from_the_seed_and_member_i_is_the_loop_run_with_seed_i(eq, cls, hp):
+    """Member order does not matter (12 steps, compared to 1e-6: the noise is O(1e-2) per
+    step, so drawing member i's noise from another seed would be far out; rounding of the
+    batched gradient over 12 non-chaotic SGD steps is measured 0 here), and member i takes the
+    steps of the optimizer alone on seed i (12 teacher-forced steps, measured error 0, tolerance
+    1e-5)."""
     steps = 12
     a, _ = eq.run_ensemble(cls, hp, eq.seeds, steps)
     b, _ = eq.run_ensemble(cls, hp, list(reversed(eq.seeds)), steps)
     for name in a:
-        assert torch.equal(a[name], b[name].flip(0)), name  # same seed, same noise, any order
-    eq.assert_ensemble_matches(a, eq.seeds, eq.ours(cls, hp), steps, tol=1e-5)
+        assert eq.rel_err(b[name].flip(0), a[name]) < 1e-6, name  # same seed, same noise
+    eq.assert_ensemble_matches(cls, hp, eq.seeds, eq.ours(cls, hp), steps, tol=1e-5)
     sgd, _ = eq.run_ensemble(SGD, {"lr": hp["lr"]}, eq.seeds, steps)
     assert not torch.allclose(a["layer1.weight"], sgd["layer1.weight"])  # the noise acts
 
@@ -38,9 +43,11 @@ def test_noise_is_reproducible_from_the_seed_and_member_i_is_the_loop_run_with_s
     (NoisySGD, {"noise_eta": 0.0}),
 ], ids=["nig", "nim", "sgld", "noisy_sgd"])
 def test_without_noise_each_is_torch_sgd(eq, cls, hp):
-    ours = eq.run_single(eq.ours(cls, {"lr": 0.05, **hp}), seed=0, steps=30)
-    ref = eq.run_single(lambda p: [torch.optim.SGD(list(p.values()), lr=0.05)], seed=0, steps=30)
-    eq.assert_params_match(ours, ref, tol=1e-6)
+    """30 teacher-forced steps; measured update error 0, tolerance 1e-6."""
+    eq.assert_single_matches(
+        eq.ours(cls, {"lr": 0.05, **hp}), lambda p: [torch.optim.SGD(list(p.values()), lr=0.05)],
+        seed=0, steps=30, tol=1e-6,
+    )
 
 
 def _one_step_increments(cls, hp, steps=1, members=4000, curvature=0.0):

@@ -146,10 +146,16 @@ def test_more_newton_schulz_steps_converge_towards_uvt_with_classic_coefficients
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_newton_schulz_batched_equals_member_by_member(dtype):
+    """Up to the iteration dtype's rounding: PyTorch does not promise that a batched matmul
+    rounds as the per-matrix one does (they agree bit for bit on x86-64, measured; two correct
+    bfloat16 operation orders differ by up to 5e-2 after five iterations). Mixing members up
+    would be an O(1) error."""
     g = torch.randn(5, 20, 12)
     batched = newton_schulz(g, dtype=dtype)
+    tol = 0.1 if dtype == torch.bfloat16 else 1e-4
     for i in range(5):
-        torch.testing.assert_close(batched[i], newton_schulz(g[i], dtype=dtype), rtol=0, atol=0)
+        single = newton_schulz(g[i], dtype=dtype)
+        assert (batched[i] - single).norm() <= tol * single.norm(), i
 
 
 def test_newton_schulz_equals_torch_muon_iteration():

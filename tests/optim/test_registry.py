@@ -34,7 +34,7 @@ def test_every_named_optimizer_is_registered_under_its_config_name():
 
 def test_list_optimizers_shows_norm_hyperparameters_evals_and_reference(monkeypatch):
     monkeypatch.setattr(optiscope.cli, "console", Console(width=3000))
-    result = CliRunner().invoke(optiscope.cli.app, ["list", "optimizers"])
+    result = CliRunner().invoke(optiscope.cli.app, ["list", "optimizers", "--format", "table"])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines()
             if line.count("│") >= 6 and line.split("│")[1].strip() in OPTIMIZERS}

@@ -20,16 +20,19 @@ from optiscope.optim.base import HyperparameterError
 
 def test_sign_descent_is_adam_with_betas_zero_and_eps_to_zero(eq):
     """torch.optim.Adam(betas=(0, 0), eps=1e-30) steps lr * g / |g| = lr sign(g): the same
-    trajectory as SignDescent, single and per member, 50 steps."""
+    steps as SignDescent, single and per member, 50 teacher-forced steps. Margin (measured,
+    x86-64 AVX-512 / avx2 / default, 1 and 2 threads): worst update error 4e-9, tolerance 1e-5;
+    one entry per tensor and step may differ (a gradient component that is zero up to rounding
+    may take either sign on another CPU)."""
     hp = {"lr": 1e-3}
 
     def adam(p):
         return [torch.optim.Adam(list(p.values()), lr=1e-3, betas=(0.0, 0.0), eps=1e-30)]
 
-    single = eq.run_single(eq.ours(SignDescent, hp), seed=0, steps=eq.steps)
-    eq.assert_params_match(single, eq.run_single(adam, seed=0, steps=eq.steps), tol=1e-6)
-    ensemble, _ = eq.run_ensemble(SignDescent, hp, eq.seeds, eq.steps)
-    eq.assert_ensemble_matches(ensemble, eq.seeds, adam, eq.steps, tol=1e-6)
+    eq.assert_single_matches(
+        eq.ours(SignDescent, hp), adam, seed=0, steps=eq.steps, tol=1e-5, flips=1
+    )
+    eq.assert_ensemble_matches(SignDescent, hp, eq.seeds, adam, eq.steps, tol=1e-5, flips=1)
 
 
 class NormalisedSGD(torch.optim.SGD):
@@ -49,16 +52,15 @@ class NormalisedSGD(torch.optim.SGD):
 
 
 def test_euclidean_steepest_descent_is_normalised_sgd(eq):
+    """50 teacher-forced steps; measured update error 0 (tolerance 1e-5)."""
     hp = {"lr": 0.05, "norm_map": dict.fromkeys(
         ("hidden", "embedding", "head", "bias", "gain", "vector"), "euclidean")}
 
     def reference(p):
         return [NormalisedSGD(list(p.values()), lr=0.05)]
 
-    single = eq.run_single(eq.ours(Steepest, hp), seed=1, steps=eq.steps)
-    eq.assert_params_match(single, eq.run_single(reference, seed=1, steps=eq.steps), tol=1e-5)
-    ensemble, _ = eq.run_ensemble(Steepest, hp, eq.seeds, eq.steps)
-    eq.assert_ensemble_matches(ensemble, eq.seeds, reference, eq.steps, tol=1e-5)
+    eq.assert_single_matches(eq.ours(Steepest, hp), reference, seed=1, steps=eq.steps, tol=1e-5)
+    eq.assert_ensemble_matches(Steepest, hp, eq.seeds, reference, eq.steps, tol=1e-5)
 
 
 def test_shampoo_without_accumulation_is_spectral_descent_exactly():
@@ -82,11 +84,9 @@ def test_shampoo_without_accumulation_is_u_vt_on_mlp_gradients(eq):
     number, so directions with sigma < sqrt(eps) sigma_max (here the head's softmax null
     direction, zero up to float32 rounding) cannot be told from zero by Shampoo.
     """
-    task = eq.small_task()
-    trainer = EnsembleTrainer(task, SpectralDescent, {}, list(range(8)))
-    trainer._grads(task.train_batch(trainer.seed_tensor, 0))
-    for name, p in trainer.params.items():
-        g = p.grad.double()
+    grads = eq.member_grads(eq.small_task(), list(range(8)))
+    for name, g in grads.items():
+        g = g.double()
         w = torch.zeros_like(g, requires_grad=True)
         w.grad = g.clone()
         Shampoo([w], lr=1.0, accumulate=False, eps=0.0, ensemble_dims=1).step()
@@ -98,7 +98,7 @@ def test_shampoo_without_accumulation_is_u_vt_on_mlp_gradients(eq):
             np.testing.assert_allclose(w.detach()[i].numpy(), expected, atol=1e-7, err_msg=name)
 
 
-def test_default_norm_map_steps_each_tensor_by_its_role():
+def test_default_norm_map_steps_each_tensor_by_its_role(eq):
     """Roles come from the task through the engine; one step matches the closed forms from
     numpy's SVD: hidden and head -lr sqrt(d_out/d_in) U V^T, biases -lr sqrt(n) g / ||g||."""
     from optiscope.tasks import make_task
@@ -108,10 +108,8 @@ def test_default_norm_map_steps_each_tensor_by_its_role():
     roles = {g["name"]: g["role"] for g in trainer.optimizer.param_groups}
     assert roles == task.roles()
     before = {k: v.detach().clone() for k, v in trainer.params.items()}
-    batch = task.train_batch(trainer.seed_tensor, 0)
-    trainer._grads(batch)
-    grads = {k: v.grad.clone() for k, v in trainer.params.items()}
-    trainer.optimizer.step()
+    grads = eq.member_grads(task, [0, 1])
+    trainer.train_step()
     for name, p in trainer.params.items():
         for i in range(2):
             g = grads[name][i].double().numpy()

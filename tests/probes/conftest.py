@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.functional import hessian
 
-from optiscope.probes.members import flatten, unflatten
+from optiscope.core.members import flatten_params, unflatten_params
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -89,12 +89,12 @@ _DENSE: dict[tuple, torch.Tensor] = {}
 def dense_hessian(loss, params, batch) -> torch.Tensor:
     """The full Hessian by brute force (memoised: several tests share each net's Hessian)."""
     key = (
-        loss.__code__, flatten(params).numpy().tobytes(),
+        loss.__code__, flatten_params(params).numpy().tobytes(),
         tuple(v.numpy().tobytes() for v in batch.values()),
     )
     if key not in _DENSE:
         _DENSE[key] = hessian(
-            lambda v: loss(unflatten(v, params), batch), flatten(params), vectorize=True
+            lambda v: loss(unflatten_params(v, params), batch), flatten_params(params), vectorize=True
         )
     return _DENSE[key]
 

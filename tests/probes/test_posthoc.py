@@ -78,3 +78,22 @@ def test_saved_tensors_must_match_the_task(probed_store, tmp_path):
         del saved["extra"]
         probed_store.save_params(cell, saved)
     assert isinstance(RunStore.open(probed_store.root), RunStore) and make_task("mnist1d-mlp", hidden=8, depth=1)
+
+
+def test_written_probe_metrics_go_through_the_store_and_are_declared(probed_store):
+    """Post-hoc values land in the cell's metrics via RunStore, and a name the cell's
+    metric_info lacked is declared with the probe registry's goal and unit."""
+    from optiscope.probes.registry import metric_info
+
+    cell = stored_cells(probed_store)[1]
+    info = probed_store.read_metric_info(cell).to_pylist()
+    probed_store.write_metric_info(cell, [r for r in info if r["name"] != "grad_norm"])
+    result = probe_cell(probed_store, cell, ProbeConfig(probes=["gradient"]))
+    write_probe_metrics(probed_store, result)
+    rows = {r["name"]: r for r in probed_store.read_metric_info(cell).to_pylist()}
+    expected = metric_info("grad_norm")
+    assert rows["grad_norm"]["source"] == "probe"
+    assert (rows["grad_norm"]["goal"], rows["grad_norm"]["unit"]) == (expected.goal, expected.unit)
+    assert len(rows) == len(info)  # nothing else added or lost
+    leftovers = list((probed_store.root / "metrics").glob("*.tmp"))
+    assert leftovers == []

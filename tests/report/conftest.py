@@ -24,9 +24,16 @@ def write_cell(
     status: Sequence[str] | None = None,
     optimizer: str = "sgd",
     hyperparameters: dict | None = None,
+    declare: bool = True,
+    goals: dict[str, str | None] | None = None,
 ) -> None:
     """Land one made-up cell: `metrics[name]` is values[member, step] (NaN: no row), in the row
-    shape optiscope.engine.runner.run_rows / land_cell produce."""
+    shape optiscope.engine.landing.run_rows / land_cell produce.
+
+    With `declare`, a `metric_info` table is written as landing does: the first metric is the
+    task's headline, `goals` (default: f_gap and others min, basin categorical) gives the goals,
+    and grad_evals / time_s are the engine's. `declare=False` makes a store as written before
+    declarations existed."""
     n = next(iter(metrics.values())).shape[0]
     status = list(status or ["ok"] * n)
     now = dt.datetime.now(dt.timezone.utc)
@@ -55,7 +62,27 @@ def write_cell(
         cell_id, runs,
         {"run_id": np.array(rid, dtype=object), "step": np.array(st, dtype=np.int64),
          "name": np.array(nm, dtype=object), "value": np.array(val, dtype=float)},
+        metric_info=declarations(cell_id, list(metrics), goals) if declare else None,
     )
+
+
+ENGINE = ("grad_evals", "func_evals", "time_s")
+
+
+def declarations(cell_id: str, names: list[str], goals: dict[str, str | None] | None = None) -> list[dict]:
+    goals = {"basin": None, **(goals or {})}
+    task_names = [n for n in names if n not in ENGINE]
+    rows = [
+        {"cell_id": cell_id, "name": n, "goal": goals.get(n, "min"), "unit": "", "description": "",
+         "headline": i == 0, "source": "task"}
+        for i, n in enumerate(task_names)
+    ]
+    rows += [
+        {"cell_id": cell_id, "name": n, "goal": None, "unit": "", "description": "", "headline": False,
+         "source": "engine"}
+        for n in names if n in ENGINE
+    ]
+    return rows
 
 
 def with_budget(values: np.ndarray, steps: Sequence[int]) -> dict[str, np.ndarray]:

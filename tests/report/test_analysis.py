@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from optiscope.errors import OptiscopeError
-from optiscope.report.analysis import compare_task, profile_times, task_runtimes, task_targets
+from optiscope.report.analysis import compare_task
+from optiscope.report.runtime import profile_times, task_runtimes, task_targets
 from optiscope.report.data import StoreView
 from optiscope.stats import performance_profile, runtime_ecdf
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +61,8 @@ def test_report_has_every_section_and_plot(report):
     assert "could not be computed" not in page
     assert page.count("<svg") >= 30
     assert "Spearman rho" in page  # the scatter of the MNIST-1D task
-    assert "re-run vs stored final iterate: max |diff| = " in page
+    assert "as recorded during training" in page  # trajectories read from the store, not re-run
+    assert "Two-sided Mann-Whitney U" in page and "p-values: exact" in page
 
 
 def test_report_shows_diverged_runs_and_says_why_statistics_are_missing(report):
@@ -146,3 +150,93 @@ def test_terminal_basins_are_counted_and_tested_for_homogeneity(handmade, tmp_pa
             "<tr><td>B</td><td class=num>0</td><td class=num>2</td><td class=num>1</td></tr>") in page
     p = stats.chi2_contingency([[2, 1], [0, 2]]).pvalue
     assert f"p = {p:.3g}" in page
+
+
+BLOCKED_IMPORTS = textwrap.dedent("""
+    import sys
+    BLOCKED = ("optiscope.tasks", "optiscope.optim", "optiscope.engine", "optiscope.probes")
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.startswith(BLOCKED):
+                raise ImportError(f"{name} is blocked: the report must read only the store")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    from optiscope.report import build_report
+    from optiscope.store import RunStore
+
+    page = build_report(RunStore.open(sys.argv[1]), sys.argv[2]).read_text()
+    assert "could not be computed" not in page, page[page.index("could not be computed") - 300:][:2000]
+    print(sorted(m for m in sys.modules if m.startswith("optiscope")))
+""")
+
+
+def test_report_builds_from_a_copied_store_with_tasks_optimizers_and_engine_unavailable(report, tmp_path):
+    """The store alone is enough: copied away from the project, with the task, optimizer, engine
+    and probe packages made unimportable, the report still has every section and plot."""
+    copy = tmp_path / "elsewhere" / "store"
+    shutil.copytree(report.parent / "store", copy)
+    out = tmp_path / "elsewhere" / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORTS, str(copy), str(out)],
+        capture_output=True, text=True, cwd=tmp_path, env={"OPTISCOPE_CACHE": str(tmp_path / "no-data"),
+                                                          "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own printed list)
+    assert not [m for m in loaded if m.startswith(("optiscope.tasks", "optiscope.optim", "optiscope.engine"))]
+    page = out.read_text()
+    for title in ("Task: rosenbrock", "Trajectories on the contours", "Significance: final f_gap",
+                  "Performance profile", "Optimisation versus generalisation"):
+        assert title in page, title
+    assert page.count("<svg") == report.read_text().count("<svg")
+
+
+def test_a_store_written_before_metric_declarations_reports_with_a_note(handmade, tmp_path):
+    """No metric_info: goals come from the names (accuracies maximised), the first logged
+    metric is the headline, and the report says so."""
+    acc = np.array([[0.1, 0.9], [0.1, 0.8], [0.1, 0.7]])
+    loss = np.array([[2.0, 0.2], [2.0, 0.3], [2.0, 0.4]])
+    write_cell(handmade, "a", "A", {"test_acc": acc, "train_loss": loss}, [0, 10], task="mlp", declare=False)
+    write_cell(handmade, "b", "B", {"test_acc": acc - 0.05, "train_loss": loss}, [0, 10], task="mlp", declare=False)
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "written before metric declarations were stored" in page
+    assert "Significance: final test_acc" in page and "(maximised)" in page
+    assert "test_acc (max)" in page and "train_loss (min)" in page
+    assert "could not be computed" not in page
+
+
+def test_declared_goals_units_and_headline_come_from_the_store(handmade, tmp_path):
+    """A metric whose name says nothing (`score`) is maximised because the store says so, and
+    the declared headline leads even when it is not the first name alphabetically."""
+    score = np.array([[0.0, 3.0], [0.0, 2.0], [0.0, 1.0]])
+    other = np.ones((3, 2))
+    write_cell(handmade, "a", "A", {"zeta": score, "alpha": other}, [0, 10], goals={"zeta": "max"})
+    write_cell(handmade, "b", "B", {"zeta": score + 1, "alpha": other}, [0, 10], goals={"zeta": "max"})
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "Significance: final zeta" in page and "(maximised)" in page
+    assert "zeta (max)" in page and "written before metric declarations" not in page
+
+
+@pytest.mark.parametrize(("b_values", "method"), [([4.0, 5.0, 6.0], "exact"), ([3.0, 3.0, 3.0], "asymptotic")])
+def test_report_states_the_mann_whitney_method(handmade, tmp_path, b_values, method):
+    from scipy import stats
+
+    a = np.array([[9, 1], [9, 2], [9, 3]], float)
+    b = np.array([[9, v] for v in b_values], float)
+    write_cell(handmade, "a", "A", {"f_gap": a}, [0, 10])
+    write_cell(handmade, "b", "B", {"f_gap": b}, [0, 10])
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert f"p-values: {method} (" in page and f"<td>{method}</td>" in page
+    p = stats.mannwhitneyu(a[:, 1], b[:, 1], method=method).pvalue
+    assert f"<td class=num>{p:.4g}</td><td>{method}</td>" in page
+
+
+def test_user_text_is_escaped_by_the_templates(handmade, tmp_path):
+    label = "<script>alert('x')</script>"
+    write_cell(handmade, "a", label, {"f_gap": np.array([[5.0, 1.0], [5.0, 2.0]])}, [0, 10],
+               task="quad<i>", hyperparameters={"lr": "<b>"})
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "quad<i>" not in page and "<b>" not in page

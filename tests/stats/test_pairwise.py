@@ -15,7 +15,7 @@ GROUPS = {"a": rng.normal(0, 1, 10), "b": rng.normal(1, 1, 10), "c": rng.normal(
 def test_every_pair_is_compared_and_holm_adjusted_as_one_family():
     t = pairwise(GROUPS, "mannwhitney", goal="min")
     assert list(t.results) == [("a", "b"), ("a", "c"), ("b", "c")]
-    raw = [stats.mannwhitneyu(GROUPS[x], GROUPS[y]).pvalue for x, y in t.results]
+    raw = [stats.mannwhitneyu(GROUPS[x], GROUPS[y], method="exact").pvalue for x, y in t.results]
     np.testing.assert_allclose([r.pvalue for r in t.results.values()], raw)
     np.testing.assert_allclose([r.pvalue_adjusted for r in t.results.values()], holm(raw))
 
@@ -29,3 +29,17 @@ def test_matrix_orients_effects_by_goal():
     assert padj[0, 2] == padj[2, 0] and np.isnan(eff[1, 1])
     assert pairwise(GROUPS, goal="max").matrix()[0][0, 2] < 0.1
     assert len(t.rows()) == 3 and "pvalue_holm" in t.rows()[0]
+
+
+def test_one_sided_pairs_are_tested_in_the_listed_order():
+    t = pairwise(GROUPS, "mannwhitney", goal="min", alternative="less")
+    raw = [stats.mannwhitneyu(GROUPS[x], GROUPS[y], alternative="less", method="exact").pvalue
+           for x, y in t.results]
+    np.testing.assert_allclose([r.pvalue for r in t.results.values()], raw)
+    np.testing.assert_allclose([r.pvalue_adjusted for r in t.results.values()], holm(raw))
+    rows = t.rows()
+    assert {(r["alternative"], r["pvalue_method"]) for r in rows} == {("less", "exact")}
+    _, padj = t.matrix()
+    assert padj[0, 2] < 0.05 and np.isnan(padj[2, 0])  # the reverse direction was not tested
+    with pytest.raises(ValueError, match="alternative must be one of"):
+        pairwise(GROUPS, alternative="lower")

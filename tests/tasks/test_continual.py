@@ -93,3 +93,11 @@ def test_evaluate_tracks_the_stage_in_ensemble_and_loop_mode():
                 assert np.allclose(got, want.numpy(), atol=1e-5), name
     at0 = {n: cols["value"][(cols["name"] == n) & (cols["step"] == 0)] for n in ("avg_acc", "acc_task0", "plasticity")}
     assert np.allclose(at0["avg_acc"], at0["acc_task0"]) and np.allclose(at0["plasticity"], at0["acc_task0"])
+
+
+def test_eval_batch_stage_is_the_stage_of_the_last_trained_step_whatever_was_called_before():
+    task = make_task("continual-split-digits", **SPLIT)  # 2 steps per stage, 3 stages
+    seeds = torch.tensor([0, 1])
+    task.train_batch(seeds, 5)  # no hidden state: a later batch does not change an earlier stage
+    stages = [int(task.eval_batch(seeds, step).shared["stage"]) for step in range(8)]
+    assert stages == [0, 0, 0, 1, 1, 2, 2, 2]  # step 2 = end of stage 0 still reports stage 0

@@ -29,7 +29,7 @@ def test_least_squares_f_star_matches_scikit_learn(dataset, l2):
     ref = 0.5 * np.mean(r * r) + 0.5 * l2 * model.coef_ @ model.coef_
     assert task.f_star == pytest.approx(ref, rel=1e-5)  # x, y passed through float32 here
     params = {"weight": torch.tensor(task.solution[None, :-1]).float(), "bias": torch.tensor(task.solution[-1:]).float()}
-    out = task.evaluate(params, task.eval_batch(torch.tensor([0])).member(0))
+    out = task.evaluate(params, task.eval_batch(torch.tensor([0]), 0).member(0))
     assert abs(float(out["f_gap"])) <= 1e-5 * max(1.0, task.f_star)
 
 

@@ -98,7 +98,7 @@ def test_windows_depend_on_seed_and_step_and_stay_in_the_training_split():
 
 def test_bits_per_byte_is_loss_over_ln2_and_initial_loss_is_near_uniform():
     task = make_task("byte-transformer", **TINY)
-    out = task.evaluate(task.init_params(0), task.eval_batch(torch.tensor([0])).member(0))
+    out = task.evaluate(task.init_params(0), task.eval_batch(torch.tensor([0]), 0).member(0))
     assert float(out["val_bpb"]) == pytest.approx(float(out["val_loss"]) / math.log(2), rel=1e-6)
     assert float(out["val_loss"]) == pytest.approx(math.log(256), abs=0.1)
 

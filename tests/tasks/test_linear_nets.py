@@ -63,7 +63,7 @@ def test_matrix_sensing_is_solved_by_the_true_factor():
     vals, vecs = np.linalg.eigh(m)
     u = np.zeros((6, 4))
     u[:, :2] = vecs[:, -2:] * np.sqrt(vals[-2:])
-    out = task.evaluate({"factor": torch.tensor(u).float()}, task.eval_batch(torch.tensor([0])).member(0))
+    out = task.evaluate({"factor": torch.tensor(u).float()}, task.eval_batch(torch.tensor([0]), 0).member(0))
     assert float(out["loss"]) <= 1e-10 and float(out["recovery_error"]) <= 1e-6
-    start = task.evaluate(task.init_params(0), task.eval_batch(torch.tensor([0])).member(0))
+    start = task.evaluate(task.init_params(0), task.eval_batch(torch.tensor([0]), 0).member(0))
     assert float(start["recovery_error"]) == pytest.approx(1.0, abs=0.01)  # small init: U U^T ~ 0

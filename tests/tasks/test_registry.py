@@ -15,6 +15,7 @@ from optiscope.engine.loop import train_member
 from optiscope.errors import OptiscopeError
 from optiscope.optim import SGD, Adam
 from optiscope.tasks import ROLES, TASKS, make_task
+from optiscope.config import effective_task_settings
 from optiscope.tasks.base import check_roles
 
 #: Settings small enough that a few ensemble steps take milliseconds (tasks needing data_root
@@ -184,6 +185,26 @@ def test_wrong_type_is_rejected_by_make_task():
 def test_settings_round_trip_through_make_task():
     for name, settings in TINY.items():
         task = make_task(name, **settings)
-        again = make_task(name, **task.settings())
-        assert again.settings() == task.settings()
-        assert not any(isinstance(v, float) and math.isnan(v) for v in task.settings().values())
+        full = effective_task_settings(name, settings)
+        assert effective_task_settings(name, full) == full  # defaults filled in once, stably
+        again = make_task(name, **full)
+        assert {k: getattr(again, k) for k in full} == {k: getattr(task, k) for k in full}
+        assert not any(isinstance(v, float) and math.isnan(v) for v in full.values())
+
+
+def test_batches_per_epoch_is_data_size_over_batch_size_or_none():
+    assert make_task("sphere").batches_per_epoch() is None
+    ls = make_task("least-squares", n_samples=103, batch_size=10)
+    assert ls.batches_per_epoch() == 10 == len(ls.x) // 10
+    digits = make_task("digits-mlp", batch_size=64)
+    assert digits.batches_per_epoch() == len(digits.x) // 64
+    split = make_task("continual-split-digits", batch_size=8)
+    assert split.batches_per_epoch() == len(split.train_sets[0][0]) // 8
+
+
+def test_every_metric_declares_a_goal_and_a_unit():
+    for name, settings in TINY.items():
+        for m in make_task(name, **settings).metrics:
+            assert m.goal in ("min", "max", None) and isinstance(m.unit, str), (name, m)
+            if "acc" in m.name or m.name == "plasticity":
+                assert (m.goal, m.unit) == ("max", "fraction"), (name, m)

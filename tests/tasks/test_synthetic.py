@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.func import grad, hessian
 
+from optiscope.config import effective_task_settings
 from optiscope.tasks import TASKS, make_task
 from optiscope.tasks.synthetic import SyntheticFunction
 
@@ -68,7 +69,7 @@ def test_optimal_values_match_the_literature():
 def test_instance_moves_each_minimiser_to_shift_plus_rotated_point(name):
     task = make_task(name, rotate=True, shift=2.0)
     seeds = torch.tensor([0, 7])
-    batch = task.eval_batch(seeds)
+    batch = task.eval_batch(seeds, 0)
     for i, seed in enumerate(seeds.tolist()):
         for k, x_star in enumerate(task.minimizers_x(seed)):
             params = {"x": x_star.float()}
@@ -90,7 +91,7 @@ def test_rotation_is_orthogonal_and_instances_differ_by_seed():
 def test_basin_index_reads_a_local_minimum_of_six_hump_camel():
     task = make_task("six-hump-camel", rotate=True, shift=1.0)
     rot, shift = task.instance(3)
-    batch = task.eval_batch(torch.tensor([3])).member(0)
+    batch = task.eval_batch(torch.tensor([3]), 0).member(0)
     for j, z in enumerate(task.local_minimizers()):
         x = shift + (z.float() @ rot)  # x = shift + R^T z
         out = task.evaluate({"x": x + 1e-3}, batch)
@@ -101,7 +102,7 @@ def test_basin_index_reads_a_local_minimum_of_six_hump_camel():
 def test_gradient_noise_is_unbiased_with_the_set_standard_deviation():
     task = make_task("quadratic", dim=3, noise=0.5)
     x = task.init_params(0)
-    clean = grad(lambda p: task.value(p, task.eval_batch(torch.tensor([0])).member(0)))(x)["x"]
+    clean = grad(lambda p: task.value(p, task.eval_batch(torch.tensor([0]), 0).member(0)))(x)["x"]
     batch = task.train_batch(torch.tensor([0]), 5).member(0)
     assert torch.allclose(grad(task.loss)(x, batch)["x"] - clean, batch["noise"], atol=1e-5)
     noise = torch.stack([task.train_batch(torch.tensor([0]), step).member(0)["noise"] for step in range(2000)])
@@ -116,7 +117,8 @@ def test_ackley_gradient_at_its_minimum_is_zero_not_nan():
 
 
 def test_quadratic_and_rosenbrock_keep_their_settings():
-    q = make_task("quadratic")
-    assert q.settings() == {"dim": 10, "condition": 100.0, "rotate": True, "shift": 2.0, "noise": 0.0}
-    r = make_task("rosenbrock")
-    assert r.settings() == {"dim": 2, "rotate": False, "shift": 1.0, "noise": 0.0}
+    assert effective_task_settings("quadratic", {}) == {
+        "dim": 10, "condition": 100.0, "rotate": True, "shift": 2.0, "noise": 0.0}
+    assert effective_task_settings("rosenbrock", {}) == {"dim": 2, "rotate": False, "shift": 1.0, "noise": 0.0}
+    q = make_task("quadratic", condition=10.0, dim=3)
+    assert (q.dim, q.condition, q.rotate, q.shift, q.noise) == (3, 10.0, True, 2.0, 0.0)

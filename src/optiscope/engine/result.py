@@ -8,6 +8,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optiscope.tasks.base import MetricInfo
+
+#: Metrics the engine itself logs beside the task's. Counters and times have no goal: they are
+#: the budget an outcome was bought with, not an outcome (and not categorical either).
+ENGINE_METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo("batch_loss", "min", "training loss on the step's minibatch, before the update"),
+    MetricInfo("grad_evals", None, "loss-and-gradient evaluations spent so far", "evaluations"),
+    MetricInfo("func_evals", None, "forward-only loss evaluations spent so far (line-search trials)",
+               "evaluations"),
+    MetricInfo("time_s", None, "training wall time so far, evaluations and probes excluded", "s"),
+)
+
 
 class MetricLog:
     """Per-member scalar metrics along a run, kept as columns until the cell lands.
@@ -64,12 +76,13 @@ class CellResult:
     seeds: list[int]
     diverged_step: list[int | None]
     metrics: MetricLog
-    grad_evals: int
+    grad_evals: int  # the most any member spent (members spend the same in ensemble mode)
     wall_time_s: float
     mode: str  # "ensemble" | "loop"
     device: str
     final_params: dict[str, Tensor] = field(default_factory=dict)
     init_params: dict[str, Tensor] = field(default_factory=dict)
+    func_evals: int = 0  # forward-only evaluations, the most any member spent
 
     @property
     def status(self) -> list[str]:

@@ -7,10 +7,6 @@ as `failed` with the error, and the experiment goes on.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import platform
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-import optiscope
 from optiscope.config import Cell, ExperimentConfig
 from optiscope.engine.ensemble import EnsembleTrainer
+from optiscope.engine.landing import land_cell, run_rows
 from optiscope.engine.loop import LoopTrainer
 from optiscope.engine.result import CellResult
+from optiscope.engine.trainer import Trainer
 from optiscope.errors import OptiscopeError
 from optiscope.optim.registry import check_hyperparameters, is_ensemble_aware, resolve_optimizer
+from optiscope.probes.iterates import IterateRecorder, records_iterates
 from optiscope.store import RunStore
+from optiscope.tasks.base import Task
 from optiscope.tasks.registry import make_task
 
 
@@ -39,15 +38,6 @@ def resolve_device(name: str) -> str:
     if name == "mps" and not torch.backends.mps.is_available():
         raise OptiscopeError("device 'mps' was asked for but is not available")
     return name
-
-
-def versions() -> dict[str, str]:
-    return {
-        "optiscope": optiscope.__version__,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
 
 
 @dataclass
@@ -67,13 +57,24 @@ class Progress:
     def advance(self, steps: int) -> None: ...
 
 
-def make_trainer(cell: Cell, device: str, probe_runner: Any = None) -> EnsembleTrainer | LoopTrainer:
+def probe_hooks(task: Task, probe_runner: Any = None) -> list[Any]:
+    """The probe hooks a cell runs: the configured probes, and the iterate recorder for a task
+    whose parameters are one 2-D point (the report draws those trajectories from the store)."""
+    hooks = [] if probe_runner is None else [probe_runner]
+    if records_iterates(task):
+        hooks.append(IterateRecorder())
+    return hooks
+
+
+def make_trainer(cell: Cell, device: str, probe_runner: Any = None) -> Trainer:
+    """The cell's trainer: the ensemble step for ensemble-aware optimizers, else member by member."""
     task = make_task(cell.task, **cell.task_settings)
     cls = resolve_optimizer(cell.optimizer)
     hp = check_hyperparameters(cell.optimizer, cell.hyperparameters)
-    if is_ensemble_aware(cls):
-        return EnsembleTrainer(task, cls, hp, list(cell.seeds), device=device, probe_runner=probe_runner)
-    return LoopTrainer(task, cls, hp, list(cell.seeds), device=device)
+    trainer_cls = EnsembleTrainer if is_ensemble_aware(cls) else LoopTrainer
+    return trainer_cls(
+        task, cls, hp, list(cell.seeds), device=device, probe_runner=probe_hooks(task, probe_runner)
+    )
 
 
 def run_cell(
@@ -88,81 +89,18 @@ def run_cell(
 ) -> CellResult:
     """Train one cell (resuming from its checkpoint if one exists) and land it in the store."""
     trainer = make_trainer(cell, device, probe_runner)
-    if isinstance(trainer, EnsembleTrainer):
-        saved = store.load_checkpoint(cell.cell_id) if checkpoint_every else None
-        if saved is not None:
-            trainer.load_state(saved)
-            if on_step is not None:
-                on_step(trainer.step)
-        result = trainer.run(
-            cell.steps, cell.eval_every, cell.log_every, on_step=on_step,
-            checkpoint=lambda t: store.save_checkpoint(cell.cell_id, t.state()),
-            checkpoint_every=checkpoint_every,
-        )
-    else:
-        result = trainer.run(cell.steps, cell.eval_every, cell.log_every, on_step=on_step)
-    land_cell(store, cell, result, save_params=save_params, task_metadata=trainer.task.metadata())
+    saved = store.load_checkpoint(cell.cell_id) if checkpoint_every else None
+    if saved is not None:
+        trainer.load_state(saved)
+        if on_step is not None:
+            on_step(trainer.step)
+    result = trainer.run(
+        cell.steps, cell.eval_every, cell.log_every, on_step=on_step,
+        checkpoint=lambda t: store.save_checkpoint(cell.cell_id, t.state()),
+        checkpoint_every=checkpoint_every,
+    )
+    land_cell(store, cell, result, trainer.task, save_params=save_params)
     return result
-
-
-def run_rows(
-    cell: Cell,
-    result: CellResult | None,
-    error: str | None = None,
-    task_metadata: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = []
-    for member, seed in enumerate(cell.seeds):
-        status = "failed" if result is None else result.status[member]
-        rows.append(
-            {
-                "run_id": f"{cell.cell_id}-s{seed}",
-                "cell_id": cell.cell_id,
-                "experiment": cell.experiment,
-                "task": cell.task,
-                "task_settings": json.dumps(cell.task_settings, sort_keys=True, default=str),
-                "task_metadata": json.dumps(task_metadata or {}, sort_keys=True, default=str),
-                "optimizer": cell.optimizer,
-                "label": cell.display_name,
-                "hyperparameters": json.dumps(cell.hyperparameters, sort_keys=True, default=str),
-                "seed": seed,
-                "member": member,
-                "status": status,
-                "diverged_step": None if result is None else result.diverged_step[member],
-                "steps": cell.steps,
-                "grad_evals": 0 if result is None else result.grad_evals,
-                "wall_time_s": 0.0 if result is None else result.wall_time_s,
-                "mode": "" if result is None else result.mode,
-                "device": "" if result is None else result.device,
-                "versions": json.dumps(versions(), sort_keys=True),
-                "error": error,
-                "created_at": now,
-            }
-        )
-    return rows
-
-
-def land_cell(
-    store: RunStore,
-    cell: Cell,
-    result: CellResult,
-    *,
-    save_params: bool = True,
-    task_metadata: dict[str, Any] | None = None,
-) -> None:
-    cols = result.metrics.columns(result.diverged_step)
-    run_ids = np.array([f"{cell.cell_id}-s{s}" for s in cell.seeds], dtype=object)
-    metrics = {
-        "run_id": run_ids[cols["member"].astype(np.int64)] if len(cols["member"]) else np.array([], dtype=object),
-        "step": cols["step"].astype(np.int64),
-        "name": cols["name"],
-        "value": cols["value"].astype(np.float64),
-    }
-    params = None
-    if save_params and result.final_params:
-        params = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
-    store.write_cell(cell.cell_id, run_rows(cell, result, task_metadata=task_metadata), metrics, params)
 
 
 def run_experiment(

@@ -12,13 +12,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optiscope.optim.base import (
-    EnsembleOptimizer,
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import (
+    Betas,
     HyperparameterError,
-    check_betas,
-    check_hyperparameter,
+    NonNegative,
+    checked,
+    is_per_member,
 )
-from optiscope.optim.transforms import AddDecayedWeights, DecoupledWeightDecay, ScaleByAdam
+from optiscope.optim.transforms import AddDecayedWeights, ScaleByAdam
 
 
 class Adam(EnsembleOptimizer):
@@ -38,10 +40,10 @@ class Adam(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        lr: NonNegative = 1e-3,
+        betas: Betas = (0.9, 0.999),
+        eps: NonNegative = 1e-8,
+        weight_decay: NonNegative = 0.0,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
@@ -49,14 +51,8 @@ class Adam(EnsembleOptimizer):
         fused: bool | None = None,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_betas("betas", betas)
-        check_hyperparameter("eps", eps, 0.0)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-        )
+        defaults = checked(Adam.__init__, locals())
+        del defaults["fused"]
         super().__init__(params, defaults, ensemble_dims=ensemble_dims)
         self._fused = fused
         if fused and not all(_fusable(p) for g in self.param_groups for p in g["params"]):
@@ -72,7 +68,7 @@ class Adam(EnsembleOptimizer):
         )
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        if not self.use_fused():
+        if not self.use_fused() or is_per_member(group):  # the kernel takes one value per group
             return super()._step_group(group)
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
@@ -104,8 +100,9 @@ class Adam(EnsembleOptimizer):
         )
 
     def chain(self, group: dict[str, Any]):
-        decay = DecoupledWeightDecay() if group["decoupled_weight_decay"] else AddDecayedWeights()
-        return (decay, ScaleByAdam())
+        if group["decoupled_weight_decay"]:
+            return chain(ScaleByAdam(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))
+        return chain(AddDecayedWeights(), ScaleByAdam(), ScaleByLearningRate())
 
 
 class AdamW(Adam):
@@ -116,10 +113,10 @@ class AdamW(Adam):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
+        lr: NonNegative = 1e-3,
+        betas: Betas = (0.9, 0.999),
+        eps: NonNegative = 1e-8,
+        weight_decay: NonNegative = 1e-2,
         amsgrad: bool = False,
         *,
         maximize: bool = False,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from optiscope.optim.base import EnsembleOptimizer, check_betas, check_hyperparameter
+from pydantic import Field
+
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import Betas, NonNegative, checked
 from optiscope.optim.transforms import (
     AddDecayedWeights,
-    DecoupledWeightDecay,
     ScaleByAdagrad,
     ScaleByNAdam,
     ScaleByRMSprop,
@@ -24,31 +26,22 @@ class NAdam(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum_decay: float = 4e-3,
+        lr: NonNegative = 2e-3,
+        betas: Betas = (0.9, 0.999),
+        eps: NonNegative = 1e-8,
+        weight_decay: NonNegative = 0.0,
+        momentum_decay: NonNegative = 4e-3,
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_betas("betas", betas)
-        check_hyperparameter("eps", eps, 0.0)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        check_hyperparameter("momentum_decay", momentum_decay, 0.0)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-            momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(NAdam.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        decay = DecoupledWeightDecay() if group["decoupled_weight_decay"] else AddDecayedWeights()
-        return (decay, ScaleByNAdam())
+        if group["decoupled_weight_decay"]:
+            return chain(ScaleByNAdam(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))
+        return chain(AddDecayedWeights(), ScaleByNAdam(), ScaleByLearningRate())
 
 
 class Adagrad(EnsembleOptimizer):
@@ -60,28 +53,19 @@ class Adagrad(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-2,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        initial_accumulator_value: float = 0.0,
-        eps: float = 1e-10,
+        lr: NonNegative = 1e-2,
+        lr_decay: NonNegative = 0.0,
+        weight_decay: NonNegative = 0.0,
+        initial_accumulator_value: NonNegative = 0.0,
+        eps: NonNegative = 1e-10,
         *,
         maximize: bool = False,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("lr_decay", lr_decay, 0.0)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        check_hyperparameter("initial_accumulator_value", initial_accumulator_value, 0.0)
-        check_hyperparameter("eps", eps, 0.0)
-        defaults = dict(
-            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(Adagrad.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), ScaleByAdagrad())
+        return chain(AddDecayedWeights(), ScaleByAdagrad(), ScaleByLearningRate())
 
 
 class RMSprop(EnsembleOptimizer):
@@ -93,26 +77,17 @@ class RMSprop(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
+        lr: NonNegative = 1e-2,
+        alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99,
+        eps: NonNegative = 1e-8,
+        weight_decay: NonNegative = 0.0,
+        momentum: NonNegative = 0.0,
         centered: bool = False,
         *,
         maximize: bool = False,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("alpha", alpha, 0.0, 1.0)
-        check_hyperparameter("eps", eps, 0.0)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0)
-        defaults = dict(
-            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(RMSprop.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), ScaleByRMSprop())
+        return chain(AddDecayedWeights(), ScaleByRMSprop(), ScaleByLearningRate())

@@ -4,7 +4,9 @@ defaults lose to a line-searched SGD on simple problems.
 
 Per step: eta <- eta_prev * gamma^(1 / n_batches_per_epoch); then eta <- beta eta until
 f_i(w - eta g) <= f_i(w) - c eta ||g||^2 (at most `max_tries` tries; if none passes, the step
-is taken with 1e-6, as sls does). Each member of an ensemble has its own eta and its own
+is taken with 1e-6, as sls does). Trial points are forward-only: the closure is called under
+`torch.no_grad()` (torch convention: it then computes the loss only, and the engines count it as
+a function evaluation, not a gradient evaluation). Each member of an ensemble has its own eta and its own
 acceptance: the tries are vectorised over members (the closure evaluates all of them at once),
 and a member that has passed keeps its step while the others shrink theirs.
 """
@@ -17,47 +19,38 @@ from typing import Any
 import torch
 
 from optiscope.errors import OptiscopeError
-from optiscope.optim.base import EnsembleOptimizer, check_hyperparameter
+from optiscope.optim.base import EnsembleOptimizer
+from optiscope.optim.hyperparameters import AtLeastOne, Count, OpenFraction, Positive, checked
 
 
 class SGDArmijo(EnsembleOptimizer):
     """SGD whose step size comes from a backtracking Armijo line search on the minibatch."""
 
     norm = "euclidean (l2), step size by Armijo line search"
-    reference = "closed form on quadratics (accepted eta = largest eta0 beta^j <= 2 (1 - c) / a)"
-    grad_evals_per_step = "1 + line-search tries (>= 2; counted)"
+    reference = "sls's Armijo search re-implemented in float64; closed form on quadratics"
+    grad_evals_per_step = "1 gradient + line-search trials as forward-only func_evals (counted)"
     needs_closure = True
 
     def __init__(
         self,
         params: Iterable[Any],
-        init_step_size: float = 1.0,
-        c: float = 0.1,
-        beta: float = 0.9,
-        gamma: float = 2.0,
-        n_batches_per_epoch: int = 500,
-        max_tries: int = 100,
+        init_step_size: Positive = 1.0,
+        c: OpenFraction = 0.1,
+        beta: OpenFraction = 0.9,
+        gamma: AtLeastOne = 2.0,
+        n_batches_per_epoch: Count = 500,
+        max_tries: Count = 100,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("init_step_size", init_step_size, 0.0, low_open=True)
-        check_hyperparameter("c", c, 0.0, 1.0, low_open=True, high_open=True)
-        check_hyperparameter("beta", beta, 0.0, 1.0, low_open=True, high_open=True)
-        check_hyperparameter("gamma", gamma, 1.0)
-        check_hyperparameter("n_batches_per_epoch", n_batches_per_epoch, 1)
-        check_hyperparameter("max_tries", max_tries, 1)
-        defaults = dict(
-            lr=init_step_size, init_step_size=init_step_size, c=c, beta=beta, gamma=gamma,
-            n_batches_per_epoch=int(n_batches_per_epoch), max_tries=int(max_tries),
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        hp = checked(SGDArmijo.__init__, locals())
+        super().__init__(params, {"lr": hp["init_step_size"], **hp}, ensemble_dims=ensemble_dims)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if closure is None:
             raise OptiscopeError("SGDArmijo.step needs a closure that re-evaluates the loss")
-        with torch.enable_grad():
-            loss = closure()
+        loss = self.evaluate(closure)
         group = self.param_groups[0]
         params = self.params_with_grad()
         grads = [p.grad.detach().clone() for p in params]
@@ -71,7 +64,7 @@ class SGDArmijo(EnsembleOptimizer):
         found = ~searching
         for _ in range(group["max_tries"]):
             self._move(params, start, grads, eta)
-            with torch.enable_grad():
+            with torch.no_grad():  # forward only (a function evaluation, contract of `step`)
                 trial = torch.as_tensor(closure()).detach()
             ok = trial <= loss0 - group["c"] * eta * grad_sq
             newly = ok & ~found

@@ -4,8 +4,10 @@ An optimizer here is a `torch.optim.Optimizer` (drop-in for any training loop, w
 `state_dict`, param groups and LR schedulers working as usual) whose update is a *chain* of
 small `Transform`s, in the spirit of optax's gradient transformations: momentum, second-moment
 preconditioning, a norm's duality map, weight decay. Each transform reads its hyperparameters
-from the param group at step time (so schedulers can change them) and keeps its buffers in the
-per-tensor state under torch.optim's names (`momentum_buffer`, `exp_avg`, ...).
+from the param group at step time through `StepContext.hyper` (so schedulers can change them,
+and a per-member tensor gives each member its own value) and keeps its buffers in the
+per-tensor state under torch.optim's names (`momentum_buffer`, `exp_avg`, ...). Pieces return
+directions; the last piece, `ScaleByLearningRate`, applies the step.
 
 `ensemble_dims` says how many leading axes index ensemble members (0: ordinary tensors; 1: axis 0
 is the member). Elementwise pieces ignore it; any piece that takes a norm, a matrix function or a
@@ -14,96 +16,58 @@ global statistic computes it per member through the helpers on `StepContext`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optiscope.core import check_ensemble_dims, member_sq_norm, per_member, seeded_normal_like, seeded_uniform
 from optiscope.errors import OptiscopeError
+from optiscope.optim.hyperparameters import HyperparameterError, is_zero, member_value
 
 
-class HyperparameterError(OptiscopeError, ValueError):
-    """A hyperparameter outside its allowed range; the message names the argument."""
+@dataclass(frozen=True)
+class Scaled:
+    """A direction whose scalar factors are kept apart until the learning rate applies it.
+
+    The step is ``lr * factor / divisor * value / denominator``; keeping it factored lets the
+    apply round exactly as torch.optim does (Adam: ``addcdiv`` with step size lr / bias
+    correction). A piece that needs the plain tensor calls `tensor()`.
+    """
+
+    value: Tensor
+    denominator: Tensor | None = None
+    factor: float = 1.0
+    divisor: float = 1.0
+
+    def tensor(self) -> Tensor:
+        u = self.value if self.denominator is None else self.value / self.denominator
+        return u * (self.factor / self.divisor) if (self.factor, self.divisor) != (1.0, 1.0) else u
 
 
-def check_hyperparameter(
-    name: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    """Raise HyperparameterError unless low <= value <= high (open ends where asked)."""
-    if isinstance(value, Tensor):
-        value = value.item() if value.numel() == 1 else value
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise HyperparameterError(f"{name} must be a number, got {value!r}")
-    if math.isnan(value):
-        raise HyperparameterError(f"{name} must not be NaN")
-    ok_low = low is None or (value > low if low_open else value >= low)
-    ok_high = high is None or (value < high if high_open else value <= high)
-    if not (ok_low and ok_high):
-        lo = "-inf" if low is None else f"{low}"
-        hi = "inf" if high is None else f"{high}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise HyperparameterError(f"{name} must be in {interval}, got {value}")
+#: What a piece passes on: a plain direction, or one with its scalar factors kept apart.
+Direction = Tensor | Scaled
 
 
-def check_betas(name: str, betas: Sequence[float], n: int = 2) -> None:
-    if len(betas) != n:
-        raise HyperparameterError(f"{name} must have {n} entries, got {betas!r}")
-    for i, b in enumerate(betas):
-        check_hyperparameter(f"{name}[{i}]", b, 0.0, 1.0, high_open=True)
-
-
-@dataclass
+@dataclass(frozen=True)
 class StepContext:
-    """What a transform may need beyond its own tensor: member axes and per-step extras."""
+    """Read-only facts about the tensor being updated: its member axes and flat position."""
 
     ensemble_dims: int
     optimizer: EnsembleOptimizer
-    #: Multiplier on the learning rate for this tensor's final update (bias corrections etc.).
-    lr_scale: float = 1.0
-    #: Divisor of the learning rate (Adam's bias correction lr / (1 - beta1^t), kept as a
-    #: division so the step rounds exactly as torch.optim's does).
-    lr_divisor: float = 1.0
-    #: When set, the chain's final direction is ``u / denominator``, applied with `addcdiv_`
-    #: as torch.optim does (Adam's last piece sets it; it must then be the chain's last piece).
-    denominator: Tensor | None = None
-    #: Learning rate of this tensor's final update; None means the group's `lr` (Muon's AdamW
-    #: part sets its own).
-    lr: float | None = None
     #: Position of the tensor in the optimizer's flat parameter order (names noise streams).
     index: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
-    # -- per-member reductions --------------------------------------------------------
-    def member_dims(self, t: Tensor) -> tuple[int, ...]:
-        """The axes of `t` that belong to one member (everything after the ensemble axes)."""
-        return tuple(range(self.ensemble_dims, t.dim()))
+    def hyper(self, group: dict[str, Any], key: str, like: Tensor) -> Any:
+        """Hyperparameter `key` of the group as used on `like` (per-member tensors broadcast)."""
+        return member_value(group[key], like, self.ensemble_dims)
 
-    def member_shape(self, t: Tensor) -> torch.Size:
-        return t.shape[self.ensemble_dims :]
-
-    def broadcastable(self, per_member: Tensor, like: Tensor) -> Tensor:
-        """Reshape a (members...) tensor so it broadcasts against `like`."""
-        return per_member.reshape(per_member.shape + (1,) * (like.dim() - self.ensemble_dims))
-
-    def member_norm(self, t: Tensor, ord: float = 2.0) -> Tensor:
-        """Vector p-norm of each member's slice of `t`, shaped to broadcast against `t`."""
-        dims = self.member_dims(t)
-        n = torch.linalg.vector_norm(t, ord=ord, dim=dims, keepdim=True) if dims else t.abs()
-        return n
-
-    def member_sum(self, t: Tensor) -> Tensor:
-        dims = self.member_dims(t)
-        return t.sum(dim=dims, keepdim=True) if dims else t
+    def member(self, value: Any, like: Tensor) -> Any:
+        """A hyperparameter value (an entry of `betas`, say) as used on `like`."""
+        return member_value(value, like, self.ensemble_dims)
 
     def normal_like(self, t: Tensor, stream: str, counter: int) -> Tensor:
         """Seeded standard normals shaped like `t`, member i's keyed on seed i (see
@@ -112,38 +76,78 @@ class StepContext:
 
 
 class Transform:
-    """One piece of an update rule, applied per tensor and in place on its state.
+    """One piece of an update rule, applied per tensor (optax's GradientTransformation).
 
-    `update` maps the incoming direction `u` (at first the gradient) to the next one. `before`
-    may act on the parameter itself before the update (decoupled weight decay). The chain's
-    final direction is applied by the optimizer as ``p -= lr * ctx.lr_scale / ctx.lr_divisor * u``
-    (``u / ctx.denominator`` when a piece sets a denominator, as Adam's does), with `lr` the
-    group's unless a piece sets ``ctx.lr``.
+    `init` creates the piece's buffers in the tensor's state; `update` maps the incoming
+    direction (at first the gradient) to the next one. A chain ends with an `Apply` piece, which
+    writes the step into the parameter.
     """
-
-    #: Hyperparameter names this piece reads from the param group (for docs and checks).
-    reads: ClassVar[tuple[str, ...]] = ()
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         """Create this piece's buffers for tensor `p`."""
 
-    def before(
-        self, p: Tensor, state: dict[str, Any], group: dict[str, Any], ctx: StepContext
-    ) -> None:
-        """Act on the parameter before the update (default: nothing)."""
-
     def update(
         self, u: Tensor, p: Tensor, state: dict[str, Any], group: dict[str, Any], ctx: StepContext
-    ) -> Tensor:
+    ) -> Direction:
         return u
+
+
+class Apply(Transform):
+    """The last piece of a chain: applies the final direction to the parameter."""
+
+    def apply(
+        self, u: Direction, p: Tensor, state: dict[str, Any], group: dict[str, Any], ctx: StepContext
+    ) -> None:
+        raise NotImplementedError
+
+
+def add_scaled(x: Tensor, y: Tensor, alpha: Any, *, inplace: bool = False) -> Tensor:
+    """x + alpha * y, with torch's fused `alpha=` for a number (as torch.optim rounds) and a
+    broadcast product for a per-member tensor; in place on `x` if asked."""
+    add = x.add_ if inplace else x.add
+    return add(y * alpha) if isinstance(alpha, Tensor) else add(y, alpha=alpha)
+
+
+class ScaleByLearningRate(Apply):
+    """p <- p (1 - lr wd) - lr u: the learning rate, with torch's decoupled weight decay.
+
+    `lr` and `decoupled_weight_decay` name the group keys (Muon's AdamW part reads its own).
+    A `Scaled` direction is applied as torch.optim does: ``addcdiv`` with lr * factor / divisor.
+    """
+
+    def __init__(self, lr: str = "lr", decoupled_weight_decay: str | None = None):
+        self.lr, self.decay = lr, decoupled_weight_decay
+
+    def apply(self, u: Direction, p: Tensor, state: dict, group: dict, ctx: StepContext) -> None:
+        lr = ctx.hyper(group, self.lr, p)
+        if self.decay is not None:
+            wd = ctx.hyper(group, self.decay, p)
+            if not is_zero(wd):
+                p.mul_(1 - lr * wd)
+        d = u if isinstance(u, Scaled) else Scaled(u)
+        alpha = -(lr * d.factor / d.divisor)
+        if isinstance(alpha, Tensor):  # per-member learning rates (Prodigy's d lr, issue 8)
+            p.add_(d.value * alpha if d.denominator is None else d.value / d.denominator * alpha)
+        elif d.denominator is not None:
+            p.addcdiv_(d.value, d.denominator, value=alpha)
+        else:
+            p.add_(d.value, alpha=alpha)
+
+
+def chain(*pieces: Transform) -> tuple[Transform, ...]:
+    """The pieces applied in order (optax's `chain`); the last must be an `Apply`."""
+    if not pieces or not isinstance(pieces[-1], Apply):
+        raise TypeError("a chain ends with an Apply piece (ScaleByLearningRate)")
+    return pieces
 
 
 class EnsembleOptimizer(Optimizer):
     """Base class: an Optimizer whose per-tensor update is `self.chain(group)`.
 
-    Subclasses call ``super().__init__(params, defaults, ensemble_dims=...)`` after validating
-    their hyperparameters, and implement `chain`. Class attributes describe the optimizer for
-    `optiscope list optimizers` and the store.
+    Subclasses declare their hyperparameters (with ranges) in their signature, call
+    ``super().__init__(params, checked(Cls.__init__, locals()), ensemble_dims=...)`` and
+    implement `chain` (or `chain_for`, a partition by tensor). Class attributes describe the
+    optimizer for `optiscope list optimizers` and the store.
     """
 
     #: Norm whose steepest descent this optimizer is (with averaging off), for listings.
@@ -163,12 +167,11 @@ class EnsembleOptimizer(Optimizer):
     def __init__(
         self, params: Iterable[Any], defaults: dict[str, Any], *, ensemble_dims: int = 0
     ) -> None:
-        if ensemble_dims not in (0, 1):
-            raise HyperparameterError(f"ensemble_dims must be 0 or 1, got {ensemble_dims!r}")
+        check_ensemble_dims(ensemble_dims, HyperparameterError)
         defaults = {**defaults, "ensemble_dims": ensemble_dims}
         super().__init__(params, defaults)
         #: Seeds of the members (shape (S,) with ensemble_dims=1, (1,) otherwise). Optimizers
-        #: that draw noise key it on these (optiscope.tasks.data.seeded_normal) so member i's
+        #: that draw noise key it on these (optiscope.core.seeded_normal) so member i's
         #: noise is the same in an ensemble and in a loop run with seed i. The engines set it;
         #: in a user's own loop it defaults to seed 0, or to a `seed` hyperparameter if present.
         self.member_seeds: torch.Tensor | None = None
@@ -207,20 +210,13 @@ class EnsembleOptimizer(Optimizer):
 
     def per_member(self, values: Tensor, like: Tensor) -> Tensor:
         """Reshape per-member values (shape (S,) or ()) to broadcast against tensor `like`."""
-        if self.ensemble_dims == 0:
-            return values.reshape(())
-        return values.reshape(values.shape[:1] + (1,) * (like.dim() - 1))
+        return per_member(values, like, self.ensemble_dims)
 
     def member_sq_norm(self, tensors: Sequence[Tensor]) -> Tensor:
-        """Sum of squares over all `tensors`, per member: shape (S,) or () (float32 or wider)."""
-        total = None
-        for t in tensors:
-            dims = tuple(range(self.ensemble_dims, t.dim()))
-            sq = t.square().sum(dim=dims) if dims else t.square()
-            total = sq if total is None else total + sq
-        if total is None:
+        """Sum of squares over all `tensors`, per member: shape (S,) or ()."""
+        if not tensors:
             raise OptiscopeError(f"{type(self).__name__}: no parameter has a gradient")
-        return total
+        return member_sq_norm(tensors, self.ensemble_dims)
 
     def normal_like(self, t: Tensor, stream: str, counter: int) -> Tensor:
         """Standard normals shaped like `t`, reproducible from the member seeds.
@@ -228,19 +224,11 @@ class EnsembleOptimizer(Optimizer):
         Row i is `seeded_normal(seeds[i], stream, counter)`: the same in an ensemble and in a
         loop run with seed i, whatever the other members are.
         """
-        from optiscope.tasks.data import seeded_normal
-
         seeds = self._seeds_for(t.shape[0] if self.ensemble_dims else 1)
-        member_shape = tuple(t.shape[self.ensemble_dims :])
-        z = seeded_normal(seeds, stream, counter, member_shape)
-        if self.ensemble_dims == 0:
-            z = z[0]
-        return z.to(device=t.device, dtype=t.dtype)
+        return seeded_normal_like(t, seeds, stream, counter, self.ensemble_dims)
 
     def member_uniform(self, stream: str, counter: int) -> Tensor:
         """One uniform in (0, 1) per member (shape (S,) or ()), keyed on the member seeds."""
-        from optiscope.tasks.data import seeded_uniform
-
         n = len(self.seeds()) if self.member_seeds is not None else self._n_members()
         u = seeded_uniform(self._seeds_for(n), stream, counter, 1)[:, 0].float()
         return u[0] if self.ensemble_dims == 0 else u
@@ -263,14 +251,23 @@ class EnsembleOptimizer(Optimizer):
         for t in chain:
             t.init(p, state, group)
 
+    def finish(self) -> None:
+        """Called once after the last training step, before the final evaluation (default:
+        nothing). Optimizers whose iterate is not their answer (basin hopping) put it here."""
+
+    @staticmethod
+    def evaluate(closure: Callable[[], Any] | None) -> Any:
+        """The closure's loss with gradients (torch convention), or None without a closure."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter with a gradient. Returns the closure's loss, if any."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        elif self.needs_closure:
+        loss = self.evaluate(closure)
+        if closure is None and self.needs_closure:
             raise OptiscopeError(
                 f"{type(self).__name__}.step needs a closure that re-evaluates the loss "
                 "and its gradients (as torch.optim.LBFGS does)"
@@ -285,20 +282,13 @@ class EnsembleOptimizer(Optimizer):
                 continue
             if p.grad.is_sparse:
                 raise OptiscopeError(f"{type(self).__name__} does not support sparse gradients")
-            chain = self.chain_for(group, p)
+            *pieces, last = self.chain_for(group, p)
             state = self.state[p]
             if not state:
-                self._init_state(p, group, chain)
+                self._init_state(p, group, (*pieces, last))
             state["step"] += 1
             ctx = StepContext(group["ensemble_dims"], self, index=self.param_index(p))
-            u = -p.grad if group.get("maximize", False) else p.grad
-            for t in chain:
-                t.before(p, state, group, ctx)
-            for t in chain:
-                u = t.update(u, p, state, group, ctx)
-            lr = group["lr"] if ctx.lr is None else ctx.lr
-            alpha = -(lr * ctx.lr_scale / ctx.lr_divisor)
-            if ctx.denominator is not None:
-                p.addcdiv_(u, ctx.denominator, value=alpha)
-            else:
-                p.add_(u, alpha=alpha)
+            u: Direction = -p.grad if group.get("maximize", False) else p.grad
+            for t in pieces:
+                u = t.update(u.tensor() if isinstance(u, Scaled) else u, p, state, group, ctx)
+            last.apply(u, p, state, group, ctx)

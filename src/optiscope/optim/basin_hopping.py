@@ -12,21 +12,26 @@ The schedule, in steps (k = `hop_interval`):
 - the next local phase starts from the accepted point moved by N(0, perturbation^2) (the hop).
 So a cycle is k + 1 steps and k + 2 gradient evaluations. In an ensemble every member decides
 for itself (vectorised); all noise, and the Metropolis draws, are keyed on the member seeds.
+A run ends on the accepted point whatever its length: `finish()` (called by the engines after
+the last step) puts every member back on its last accepted point, so a run that stops mid-search
+reports the point basin hopping would return, not the unfinished local search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from optiscope.errors import OptiscopeError
-from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import Count, NonNegative, Positive, checked
 from optiscope.optim.noise import perturbed_closure
+from optiscope.optim.transforms import AddGaussianNoise, constant_noise
 
-ACCEPTANCE = ("always", "monotonic", "metropolis")
-LOCAL = ("sgd", "nig", "nim")
+Acceptance = Literal["always", "monotonic", "metropolis"]
+Local = Literal["sgd", "nig", "nim"]
 
 
 class BasinHopping(EnsembleOptimizer):
@@ -40,30 +45,33 @@ class BasinHopping(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.01,
-        hop_interval: int = 20,
-        perturbation: float = 0.01,
-        local: str = "nig",
-        noise_std: float = 0.01,
-        acceptance: str = "always",
-        temperature: float = 0.01,
+        lr: NonNegative = 0.01,
+        hop_interval: Count = 20,
+        perturbation: NonNegative = 0.01,
+        local: Local = "nig",
+        noise_std: NonNegative = 0.01,
+        acceptance: Acceptance = "always",
+        temperature: Positive = 0.01,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("hop_interval", hop_interval, 1)
-        check_hyperparameter("perturbation", perturbation, 0.0)
-        check_hyperparameter("noise_std", noise_std, 0.0)
-        check_hyperparameter("temperature", temperature, 0.0, low_open=True)
-        if local not in LOCAL:
-            raise HyperparameterError(f"local must be one of {LOCAL}, got {local!r}")
-        if acceptance not in ACCEPTANCE:
-            raise HyperparameterError(f"acceptance must be one of {ACCEPTANCE}, got {acceptance!r}")
-        defaults = dict(
-            lr=lr, hop_interval=int(hop_interval), perturbation=perturbation, local=local,
-            noise_std=noise_std, acceptance=acceptance, temperature=temperature,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        hp = checked(BasinHopping.__init__, locals())
+        super().__init__(params, hp, ensemble_dims=ensemble_dims)
+
+    def chain(self, group: dict[str, Any]):
+        """The local search: SGD, with gradient noise keyed on the hop counter for 'nig'."""
+        if group["local"] == "nig":
+            noise = AddGaussianNoise(constant_noise, "bh-nig", counter=lambda g: self._counter())
+            return chain(noise, ScaleByLearningRate())
+        return chain(ScaleByLearningRate())
+
+    def finish(self) -> None:
+        """Put every member on its last accepted point (a no-op before the first decision, which
+        accepts whatever the first local search reached, and right after a decision)."""
+        for p in self._all():
+            accepted = self.state[p].get("accepted")
+            if accepted is not None:
+                p.data.copy_(accepted)
 
     # -- bookkeeping on the first group (carried by state_dict) ---------------------------
     def _counter(self) -> int:
@@ -97,20 +105,15 @@ class BasinHopping(EnsembleOptimizer):
             p.add_(self.normal_like(p, f"bh-hop/{self.param_index(p)}", c), alpha=s)
 
     def _local_step(self, closure: Callable[[], Any], c: int) -> Any:
-        group = self.param_groups[0]
-        sigma = group["noise_std"]
-        if group["local"] == "nim":
+        first = self.param_groups[0]
+        if first["local"] == "nim":
+            sigma = first["noise_std"]
             loss = perturbed_closure(self, closure, "bh-nim", lambda g: sigma, counter=c)
         else:
             with torch.enable_grad():
                 loss = closure()
-        for p in self._all():
-            if p.grad is None:
-                continue
-            g = p.grad
-            if group["local"] == "nig" and sigma != 0:
-                g = g + sigma * self.normal_like(p, f"bh-nig/{self.param_index(p)}", c)
-            p.add_(g, alpha=-group["lr"])
+        for group in self.param_groups:
+            self._step_group(group)
         return loss
 
     def _decide(self, closure: Callable[[], Any], c: int) -> Any:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from optiscope.optim.base import EnsembleOptimizer, check_betas, check_hyperparameter
-from optiscope.optim.transforms import DecoupledWeightDecay, Lion as LionUpdate
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import Betas, NonNegative, checked
+from optiscope.optim.transforms import Lion as LionUpdate
 
 
 class Lion(EnsembleOptimizer):
@@ -22,18 +23,14 @@ class Lion(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
+        lr: NonNegative = 1e-4,
+        betas: Betas = (0.9, 0.99),
+        weight_decay: NonNegative = 0.0,
         *,
         maximize: bool = False,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_betas("betas", betas)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(Lion.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (DecoupledWeightDecay(), LionUpdate())
+        return chain(LionUpdate(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))

@@ -13,45 +13,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from torch import Tensor
 
 from optiscope.optim.base import (
+    Direction,
     EnsembleOptimizer,
-    HyperparameterError,
+    Scaled,
+    ScaleByLearningRate,
     StepContext,
     Transform,
-    check_betas,
-    check_hyperparameter,
+    chain,
 )
+from optiscope.optim.hyperparameters import Betas, Fraction, NonNegative, checked
 from optiscope.optim.norms import MUON_COEFFICIENTS, as_matrix, dtype_named, newton_schulz
 from optiscope.optim.roles import role_of
-from optiscope.optim.transforms import DecoupledWeightDecay, EMAMomentum, ScaleByAdam
+from optiscope.optim.transforms import EMAMomentum, ScaleByAdam
 
 
 class Orthogonalize(Transform):
-    """u <- NS(u) * sqrt(max(1, rows / cols)), per member (Muon's update)."""
+    """u <- NS(u), with the learning rate scaled by sqrt(max(1, rows / cols)), per member
+    (Muon's update)."""
 
-    reads = ("ns_steps", "ns_coefficients", "ns_dtype", "eps")
-
-    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
+    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
         m = as_matrix(u, ctx.ensemble_dims)
         o = newton_schulz(
             m, group["ns_steps"], tuple(group["ns_coefficients"]), eps=group["eps"],
             dtype=dtype_named(group["ns_dtype"]),
         )
         rows, cols = m.shape[-2:]
-        ctx.lr_scale *= math.sqrt(max(1.0, rows / cols))
-        return o.reshape(u.shape)
-
-
-class _AdamWLR(Transform):
-    """Sets the step's learning rate to Muon's `adamw_lr` for the AdamW-trained tensors."""
-
-    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        ctx.lr = group["adamw_lr"]
-        return u
+        return Scaled(o.reshape(u.shape), factor=math.sqrt(max(1.0, rows / cols)))
 
 
 class Muon(EnsembleOptimizer):
@@ -69,40 +62,22 @@ class Muon(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.02,
-        momentum: float = 0.95,
+        lr: NonNegative = 0.02,
+        momentum: Fraction = 0.95,
         nesterov: bool = True,
-        weight_decay: float = 0.0,
-        ns_steps: int = 5,
+        weight_decay: NonNegative = 0.0,
+        ns_steps: Annotated[int, Field(ge=0, le=100)] = 5,
         ns_coefficients: tuple[float, float, float] = MUON_COEFFICIENTS,
-        ns_dtype: str = "bfloat16",
-        eps: float = 1e-7,
-        adamw_lr: float = 3e-4,
-        adamw_betas: tuple[float, float] = (0.9, 0.95),
-        adamw_eps: float = 1e-10,
-        adamw_weight_decay: float = 0.0,
+        ns_dtype: Literal["bfloat16", "float32", "float64"] = "bfloat16",
+        eps: NonNegative = 1e-7,
+        adamw_lr: NonNegative = 3e-4,
+        adamw_betas: Betas = (0.9, 0.95),
+        adamw_eps: NonNegative = 1e-10,
+        adamw_weight_decay: NonNegative = 0.0,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        check_hyperparameter("ns_steps", ns_steps, 0, 100)
-        if len(ns_coefficients) != 3:
-            raise HyperparameterError(f"ns_coefficients must be (a, b, c), got {ns_coefficients!r}")
-        dtype_named(ns_dtype)  # raises for an unknown name
-        check_hyperparameter("eps", eps, 0.0)
-        check_hyperparameter("adamw_lr", adamw_lr, 0.0)
-        check_betas("adamw_betas", adamw_betas)
-        check_hyperparameter("adamw_eps", adamw_eps, 0.0)
-        check_hyperparameter("adamw_weight_decay", adamw_weight_decay, 0.0)
-        defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            ns_steps=int(ns_steps), ns_coefficients=tuple(ns_coefficients), ns_dtype=ns_dtype,
-            eps=eps, adamw_lr=adamw_lr, adamw_betas=tuple(adamw_betas), adamw_eps=adamw_eps,
-            adamw_weight_decay=adamw_weight_decay,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(Muon.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def uses_muon(self, group: dict[str, Any], p: Tensor) -> bool:
         """Hidden matrices (by role, or by shape without roles) get Muon; the rest AdamW."""
@@ -110,10 +85,13 @@ class Muon(EnsembleOptimizer):
         return role_of(group, p, ed) == "hidden" and p.dim() - ed >= 2
 
     def chain_for(self, group: dict[str, Any], p: Tensor):
+        """A partition: orthogonalised momentum for hidden matrices, AdamW for the rest."""
         if self.uses_muon(group, p):
-            return (DecoupledWeightDecay(), EMAMomentum(), Orthogonalize())
-        return (
-            _AdamWLR(),
-            DecoupledWeightDecay("adamw_lr", "adamw_weight_decay"),
+            return chain(
+                EMAMomentum(), Orthogonalize(),
+                ScaleByLearningRate(decoupled_weight_decay="weight_decay"),
+            )
+        return chain(
             ScaleByAdam("adamw_betas", "adamw_eps"),
+            ScaleByLearningRate("adamw_lr", decoupled_weight_decay="adamw_weight_decay"),
         )

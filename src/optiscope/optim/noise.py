@@ -1,6 +1,6 @@
 """Noise-injecting SGD: gradient noise, Langevin dynamics, noise in the gradient or the model.
 
-All noise is `seeded_normal(seed, stream, step)` per member (optiscope.tasks.data), so a run is
+All noise is `seeded_normal(seed, stream, step)` per member (optiscope.core.rng), so a run is
 reproducible from its seed and member i of an ensemble gets exactly the noise of a loop run with
 seed i. Variants (Inan, Liu & Shehu 2024 compare them by their distributions over runs):
 - NoisySGD: g + N(0, eta / (1 + t)^gamma), annealed (Neelakantan et al. 2015).
@@ -11,44 +11,30 @@ seed i. Variants (Inan, Liu & Shehu 2024 compare them by their distributions ove
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 from optiscope.errors import OptiscopeError
-from optiscope.optim.base import EnsembleOptimizer, check_hyperparameter
-from optiscope.optim.transforms import AddDecayedWeights, AddGaussianNoise, Momentum
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import Fraction, NonNegative, Positive, checked
+from optiscope.optim.transforms import (
+    AddDecayedWeights,
+    AddGaussianNoise,
+    Momentum,
+    annealed_noise,
+    constant_noise,
+    langevin_noise,
+)
 
 
 class _NoisySGDBase(EnsembleOptimizer):
     """SGD (momentum, L2 decay) with a noise term; subclasses say how much."""
 
-    def _setup(self, params, lr, momentum, weight_decay, ensemble_dims, **extra) -> None:
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        for k, v in extra.items():
-            check_hyperparameter(k, v, 0.0)
-        defaults = dict(
-            lr=lr, momentum=momentum, dampening=0.0, nesterov=False, weight_decay=weight_decay,
-            **extra,
-        )
+    def _setup(self, params: Iterable[Any], hp: dict[str, Any], ensemble_dims: int) -> None:
+        defaults = {"momentum": 0.0, **hp, "dampening": 0.0, "nesterov": False}
         super().__init__(params, defaults, ensemble_dims=ensemble_dims)
-
-
-def _annealed(group: dict[str, Any], step: int) -> float:
-    return math.sqrt(group["noise_eta"] / (1 + (step - 1)) ** group["noise_gamma"])
-
-
-def _constant(group: dict[str, Any], step: int) -> float:
-    return group["noise_std"]
-
-
-def _langevin(group: dict[str, Any], step: int) -> float:
-    lr = group["lr"]
-    return math.sqrt(2 * group["temperature"] / lr) if lr > 0 else 0.0
 
 
 class NoisySGD(_NoisySGDBase):
@@ -61,21 +47,19 @@ class NoisySGD(_NoisySGDBase):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.01,
-        momentum: float = 0.0,
-        noise_eta: float = 0.01,
-        noise_gamma: float = 0.55,
-        weight_decay: float = 0.0,
+        lr: NonNegative = 0.01,
+        momentum: Fraction = 0.0,
+        noise_eta: NonNegative = 0.01,
+        noise_gamma: NonNegative = 0.55,
+        weight_decay: NonNegative = 0.0,
         *,
         ensemble_dims: int = 0,
     ):
-        self._setup(
-            params, lr, momentum, weight_decay, ensemble_dims,
-            noise_eta=noise_eta, noise_gamma=noise_gamma,
-        )
+        self._setup(params, checked(NoisySGD.__init__, locals()), ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), AddGaussianNoise(_annealed, "gradient-noise"), Momentum())
+        noise = AddGaussianNoise(annealed_noise, "gradient-noise")
+        return chain(AddDecayedWeights(), noise, Momentum(), ScaleByLearningRate())
 
 
 class NiGSGD(_NoisySGDBase):
@@ -87,17 +71,18 @@ class NiGSGD(_NoisySGDBase):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.01,
-        noise_std: float = 0.01,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
+        lr: NonNegative = 0.01,
+        noise_std: NonNegative = 0.01,
+        momentum: Fraction = 0.0,
+        weight_decay: NonNegative = 0.0,
         *,
         ensemble_dims: int = 0,
     ):
-        self._setup(params, lr, momentum, weight_decay, ensemble_dims, noise_std=noise_std)
+        self._setup(params, checked(NiGSGD.__init__, locals()), ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), AddGaussianNoise(_constant, "nig-noise"), Momentum())
+        noise = AddGaussianNoise(constant_noise, "nig-noise")
+        return chain(AddDecayedWeights(), noise, Momentum(), ScaleByLearningRate())
 
 
 class SGLD(_NoisySGDBase):
@@ -110,41 +95,30 @@ class SGLD(_NoisySGDBase):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.01,
-        temperature: float = 1e-5,
-        weight_decay: float = 0.0,
+        lr: Positive = 0.01,
+        temperature: NonNegative = 1e-5,
+        weight_decay: NonNegative = 0.0,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0, low_open=True)
-        self._setup(params, lr, 0.0, weight_decay, ensemble_dims, temperature=temperature)
+        self._setup(params, checked(SGLD.__init__, locals()), ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), AddGaussianNoise(_langevin, "langevin-noise"))
+        noise = AddGaussianNoise(langevin_noise, "langevin-noise")
+        return chain(AddDecayedWeights(), noise, ScaleByLearningRate())
 
 
-class NiMSGD(_NoisySGDBase):
+class NiMSGD(NiGSGD):
     """Noise in the model (Inan, Liu & Shehu 2024): the gradient at w + N(0, noise_std^2),
-    the step at w. Needs a closure (it moves the weights before the gradient is taken)."""
+    the step at w. Needs a closure (it moves the weights before the gradient is taken).
+    Arguments as NiGSGD's."""
 
     norm = "euclidean (l2), gradient at Gaussian-perturbed weights"
     reference = "closed form: same seed, same noise; noise_std = 0 is torch.optim.SGD"
     needs_closure = True
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 0.01,
-        noise_std: float = 0.01,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        self._setup(params, lr, momentum, weight_decay, ensemble_dims, noise_std=noise_std)
-
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), Momentum())
+        return chain(AddDecayedWeights(), Momentum(), ScaleByLearningRate())
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

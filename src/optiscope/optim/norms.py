@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from optiscope.optim.base import HyperparameterError
+from optiscope.optim.hyperparameters import HyperparameterError
 
 #: Muon's quintic Newton-Schulz coefficients (Jordan et al. 2024, KellerJordan/Muon): chosen to
 #: maximise the slope at zero, so 5 steps push every singular value into about (0.5, 1.5).

@@ -16,12 +16,23 @@ from typing import Any
 
 import torch
 
-from optiscope.optim.base import (
-    EnsembleOptimizer,
+from optiscope.core import member_dims
+from optiscope.optim.base import EnsembleOptimizer, Scaled, ScaleByLearningRate, StepContext
+from optiscope.optim.hyperparameters import (
+    AtLeastOne,
+    Betas,
+    Fraction,
     HyperparameterError,
-    check_betas,
-    check_hyperparameter,
+    NonNegative,
+    Positive,
+    checked,
 )
+from optiscope.optim.transforms import AddDecayedWeights
+
+
+#: The pieces Prodigy shares with the other optimizers: L2 decay folded into the gradient
+#: (decouple=False) and the final step, here with a per-member learning rate (d * lr).
+_COUPLED, _APPLY = AddDecayedWeights(), ScaleByLearningRate()
 
 
 class Prodigy(EnsembleOptimizer):
@@ -33,35 +44,21 @@ class Prodigy(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        beta3: float | None = None,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        lr: Positive = 1.0,
+        betas: Betas = (0.9, 0.999),
+        beta3: Fraction | None = None,
+        eps: Positive = 1e-8,
+        weight_decay: NonNegative = 0.0,
         decouple: bool = True,
         use_bias_correction: bool = False,
         safeguard_warmup: bool = False,
-        d0: float = 1e-6,
-        d_coef: float = 1.0,
-        growth_rate: float = math.inf,
+        d0: Positive = 1e-6,
+        d_coef: Positive = 1.0,
+        growth_rate: AtLeastOne = math.inf,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0, low_open=True)
-        check_betas("betas", betas)
-        if beta3 is not None:
-            check_hyperparameter("beta3", beta3, 0.0, 1.0, high_open=True)
-        check_hyperparameter("eps", eps, 0.0, low_open=True)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        check_hyperparameter("d0", d0, 0.0, low_open=True)
-        check_hyperparameter("d_coef", d_coef, 0.0, low_open=True)
-        check_hyperparameter("growth_rate", growth_rate, 1.0)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), beta3=beta3, eps=eps, weight_decay=weight_decay,
-            decouple=decouple, use_bias_correction=use_bias_correction,
-            safeguard_warmup=safeguard_warmup, d0=d0, d_coef=d_coef, growth_rate=growth_rate,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(Prodigy.__init__, locals()), ensemble_dims=ensemble_dims)
         if len({g["lr"] for g in self.param_groups}) > 1:
             raise HyperparameterError("lr: Prodigy needs one lr for all param groups")
 
@@ -72,14 +69,11 @@ class Prodigy(EnsembleOptimizer):
         return tuple(p.shape[: self.ensemble_dims])
 
     def _dims(self, t: torch.Tensor) -> tuple[int, ...]:
-        return tuple(range(self.ensemble_dims, t.dim()))
+        return member_dims(t, self.ensemble_dims)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self.evaluate(closure)
         first = self.param_groups[0]
         shape = self._members()
         device = first["params"][0].device
@@ -106,11 +100,10 @@ class Prodigy(EnsembleOptimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                params.append((group, p))
-                grad = p.grad
-                if group["weight_decay"] != 0 and not group["decouple"]:
-                    grad.add_(p, alpha=group["weight_decay"])
                 state = self.state[p]
+                ctx = StepContext(self.ensemble_dims, self, self.param_index(p))
+                grad = p.grad if group["decouple"] else _COUPLED.update(p.grad, p, state, group, ctx)
+                params.append((group, p, grad, ctx))
                 if "step" not in state:
                     state["step"] = 0
                     state["s"] = torch.zeros_like(p)
@@ -142,19 +135,17 @@ class Prodigy(EnsembleOptimizer):
         first["d"] = torch.where(active, d_new, d)
         first["d_max"] = torch.where(active, d_max_new, d_max)
         d = first["d"]
-        for group, p in params:
+        step_size = dlr * active.to(wide)  # per member; 0 where the estimate did not move
+        for group, p, grad, ctx in params:
             state = self.state[p]
-            grad = p.grad
             state["step"] += 1
-            mask = self._bcast(active.to(wide), p)
             denom = state["exp_avg_sq"].sqrt().add_(self._bcast(d * group["eps"], p))
-            step_size = self._bcast(dlr, p) * mask
-            if group["weight_decay"] != 0 and group["decouple"]:
-                p.add_(p * (-group["weight_decay"] * step_size))
+            if group["weight_decay"] != 0 and group["decouple"]:  # prodigyopt's form of decay
+                p.add_(p * (-group["weight_decay"] * self._bcast(step_size, p)))
             if beta1 > 0:
-                p.add_(state["exp_avg"] / denom * -step_size)
-            else:
-                p.add_(grad / denom * (self._bcast(-dlr * d, p) * mask))
+                _APPLY.apply(Scaled(state["exp_avg"], denom), p, state, {"lr": step_size}, ctx)
+            else:  # sign-like: the gradient itself, with step size d * dlr
+                _APPLY.apply(Scaled(grad, denom), p, state, {"lr": step_size * d}, ctx)
         first["k"] = k + 1
         return loss
 

@@ -1,6 +1,6 @@
 """Parameter roles for optimizers: which tensor is a hidden matrix, an embedding, a bias...
 
-The task names each tensor's role (`Task.roles()`, one of optiscope.tasks.base.ROLES). An
+The task names each tensor's role (`Task.roles()`, one of optiscope.core.roles.ROLES). An
 optimizer that assigns a norm per role (Steepest) or splits matrices from the rest (Muon) sets
 the class attribute `wants_roles = True`; the engines then build one param group per tensor with
 a `role` key through `parameters_for`. Without roles (a user's own list of tensors), `infer_role`
@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-from optiscope.tasks.base import ROLES
+from optiscope.core.roles import ROLES
 
 
 def parameters_for(

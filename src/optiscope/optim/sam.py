@@ -26,7 +26,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optiscope.errors import OptiscopeError
-from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.base import EnsembleOptimizer
+from optiscope.optim.hyperparameters import HyperparameterError, NonNegative, checked
 
 
 def build_base(
@@ -96,19 +97,16 @@ class SAM(EnsembleOptimizer):
         self,
         params: Iterable[Any],
         base: str = "sgd",
-        rho: float = 0.05,
-        lr: float | None = None,
+        rho: NonNegative = 0.05,
+        lr: NonNegative | None = None,
         base_hyperparameters: dict[str, Any] | None = None,
         *,
         ensemble_dims: int = 0,
     ):
+        checked(SAM.__init__, locals())
         self._setup(params, base, rho, 0.0, lr, base_hyperparameters, ensemble_dims)
 
     def _setup(self, params, base, rho, eta, lr, base_hyperparameters, ensemble_dims) -> None:
-        check_hyperparameter("rho", rho, 0.0)
-        check_hyperparameter("eta", eta, 0.0)
-        if lr is not None:
-            check_hyperparameter("lr", lr, 0.0)
         super().__init__(params, {"rho": rho, "eta": eta}, ensemble_dims=ensemble_dims)
         self.base = build_base(base, self.param_groups, lr, base_hyperparameters, ensemble_dims)
         self.param_groups = self.base.param_groups
@@ -162,11 +160,12 @@ class ASAM(SAM):
         self,
         params: Iterable[Any],
         base: str = "sgd",
-        rho: float = 0.5,
-        eta: float = 0.01,
-        lr: float | None = None,
+        rho: NonNegative = 0.5,
+        eta: NonNegative = 0.01,
+        lr: NonNegative | None = None,
         base_hyperparameters: dict[str, Any] | None = None,
         *,
         ensemble_dims: int = 0,
     ):
+        checked(ASAM.__init__, locals())
         self._setup(params, base, rho, eta, lr, base_hyperparameters, ensemble_dims)

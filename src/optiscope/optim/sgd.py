@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import HyperparameterError, NonNegative, checked
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
 
@@ -21,26 +22,18 @@ class SGD(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
-        momentum: float = 0.0,
+        lr: NonNegative = 1e-3,
+        momentum: NonNegative = 0.0,
         dampening: float = 0.0,
-        weight_decay: float = 0.0,
+        weight_decay: NonNegative = 0.0,
         nesterov: bool = False,
         *,
         maximize: bool = False,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0)
-        check_hyperparameter("dampening", dampening)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if nesterov and (not isinstance(momentum, (int, float)) or momentum <= 0 or dampening != 0):
             raise HyperparameterError("nesterov requires momentum > 0 and dampening = 0")
-        defaults = dict(
-            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-            nesterov=nesterov, maximize=maximize,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        super().__init__(params, checked(SGD.__init__, locals()), ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), Momentum())
+        return chain(AddDecayedWeights(), Momentum(), ScaleByLearningRate())

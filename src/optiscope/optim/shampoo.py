@@ -17,10 +17,12 @@ from torch import Tensor
 
 from optiscope.optim.base import (
     EnsembleOptimizer,
+    ScaleByLearningRate,
     StepContext,
     Transform,
-    check_hyperparameter,
+    chain,
 )
+from optiscope.optim.hyperparameters import Count, Fraction, NonNegative, checked
 from optiscope.optim.norms import as_matrix
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
@@ -56,8 +58,6 @@ def _eigh(m: Tensor) -> tuple[Tensor, Tensor]:
 
 class ScaleByShampoo(Transform):
     """u <- L^(-1/4) u R^(-1/4) with L, R the (accumulated) Gram matrices of u."""
-
-    reads = ("accumulate", "eps", "update_freq")
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         m = as_matrix(p, group["ensemble_dims"])
@@ -96,25 +96,18 @@ class Shampoo(EnsembleOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-2,
-        momentum: float = 0.0,
+        lr: NonNegative = 1e-2,
+        momentum: Fraction = 0.0,
         accumulate: bool = True,
-        eps: float = 1e-6,
-        update_freq: int = 1,
-        weight_decay: float = 0.0,
+        eps: NonNegative = 1e-6,
+        update_freq: Count = 1,
+        weight_decay: NonNegative = 0.0,
         *,
         ensemble_dims: int = 0,
     ):
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
-        check_hyperparameter("eps", eps, 0.0)
-        check_hyperparameter("update_freq", update_freq, 1)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        defaults = dict(
-            lr=lr, momentum=momentum, dampening=0.0, nesterov=False, accumulate=accumulate,
-            eps=eps, update_freq=int(update_freq), weight_decay=weight_decay,
-        )
+        defaults = checked(Shampoo.__init__, locals())
+        defaults.update(dampening=0.0, nesterov=False)  # the heavy ball of torch.optim.SGD
         super().__init__(params, defaults, ensemble_dims=ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
-        return (AddDecayedWeights(), Momentum(), ScaleByShampoo())
+        return chain(AddDecayedWeights(), Momentum(), ScaleByShampoo(), ScaleByLearningRate())

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, check_hyperparameter
+from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.hyperparameters import Fraction, HyperparameterError, NonNegative, checked
 from optiscope.optim.norms import NORMS, Norm, make_norm
 from optiscope.optim.roles import role_of
 from optiscope.optim.transforms import AddDecayedWeights, Dualize, Momentum
-from optiscope.tasks.base import ROLES
+from optiscope.core.roles import ROLES
 
 #: The anthology's default norm per role (Bernstein & Newhouse 2024, section "modular norm";
 #: Large et al. 2024): linear maps get the RMS -> RMS operator norm, embeddings l1 -> RMS,
@@ -65,30 +66,13 @@ class _DualizedDescent(EnsembleOptimizer):
 
     wants_roles = True
 
-    def _setup(
-        self,
-        params: Iterable[Any],
-        norms: dict[str, Norm],
-        *,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        scale_by_dual_norm: bool,
-        ensemble_dims: int,
-        extra: dict[str, Any],
-    ) -> None:
-        check_hyperparameter("lr", lr, 0.0)
-        check_hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
-        check_hyperparameter("weight_decay", weight_decay, 0.0)
-        if nesterov and momentum <= 0:
+    def _setup(self, params: Iterable[Any], norms: dict[str, Norm], hp: dict[str, Any]) -> None:
+        """`hp`: the subclass's checked settings (norm_map is kept on the instance instead)."""
+        if hp["nesterov"] and not hp["momentum"] > 0:
             raise HyperparameterError("nesterov requires momentum > 0")
         self.norms = norms
-        defaults = dict(
-            lr=lr, momentum=momentum, dampening=0.0, nesterov=nesterov,
-            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm, **extra,
-        )
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+        hp.pop("norm_map", None)
+        super().__init__(params, {**hp, "dampening": 0.0}, ensemble_dims=hp.pop("ensemble_dims"))
 
     def norm_for(self, group: dict[str, Any], p: Any) -> Norm:
         """The norm of tensor `p`: the group's `norm` if set, else by the tensor's role."""
@@ -97,7 +81,9 @@ class _DualizedDescent(EnsembleOptimizer):
         return self.norms[role_of(group, p, group["ensemble_dims"])]
 
     def chain_for(self, group: dict[str, Any], p: Any):
-        return (AddDecayedWeights(), Momentum(), Dualize(self.norm_for(group, p)))
+        return chain(
+            AddDecayedWeights(), Momentum(), Dualize(self.norm_for(group, p)), ScaleByLearningRate()
+        )
 
 
 class Steepest(_DualizedDescent):
@@ -116,11 +102,11 @@ class Steepest(_DualizedDescent):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.02,
+        lr: NonNegative = 0.02,
         norm_map: dict[str, str] | None = None,
-        momentum: float = 0.0,
+        momentum: Fraction = 0.0,
         nesterov: bool = False,
-        weight_decay: float = 0.0,
+        weight_decay: NonNegative = 0.0,
         scale_by_dual_norm: bool = False,
         spectral_method: str = "svd",
         *,
@@ -128,11 +114,8 @@ class Steepest(_DualizedDescent):
     ):
         norms = check_norm_map(norm_map, spectral_method)
         self.norm_map = {**DEFAULT_NORM_MAP, **(norm_map or {})}
-        self._setup(
-            params, norms, lr=lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
-            ensemble_dims=ensemble_dims, extra={"spectral_method": spectral_method},
-        )
+        hp = checked(Steepest.__init__, locals())
+        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})
 
 
 class SignDescent(_DualizedDescent):
@@ -149,20 +132,17 @@ class SignDescent(_DualizedDescent):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
-        momentum: float = 0.0,
+        lr: NonNegative = 1e-3,
+        momentum: Fraction = 0.0,
         nesterov: bool = False,
-        weight_decay: float = 0.0,
+        weight_decay: NonNegative = 0.0,
         scale_by_dual_norm: bool = False,
         *,
         ensemble_dims: int = 0,
     ):
-        norm = make_norm("infinity")
-        self._setup(
-            params, dict.fromkeys(ROLES, norm), lr=lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
-            ensemble_dims=ensemble_dims, extra={},
-        )
+        hp = checked(SignDescent.__init__, locals())
+        norms = dict.fromkeys(ROLES, make_norm("infinity"))
+        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})
 
 
 class SpectralDescent(_DualizedDescent):
@@ -180,18 +160,15 @@ class SpectralDescent(_DualizedDescent):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.02,
-        momentum: float = 0.0,
+        lr: NonNegative = 0.02,
+        momentum: Fraction = 0.0,
         nesterov: bool = False,
-        weight_decay: float = 0.0,
+        weight_decay: NonNegative = 0.0,
         scale_by_dual_norm: bool = False,
         method: str = "svd",
         *,
         ensemble_dims: int = 0,
     ):
-        norm = make_norm("spectral", spectral_method=method)
-        self._setup(
-            params, dict.fromkeys(ROLES, norm), lr=lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, scale_by_dual_norm=scale_by_dual_norm,
-            ensemble_dims=ensemble_dims, extra={"method": method},
-        )
+        hp = checked(SpectralDescent.__init__, locals())
+        norms = dict.fromkeys(ROLES, make_norm("spectral", spectral_method=method))
+        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})

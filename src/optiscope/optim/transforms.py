@@ -1,45 +1,42 @@
-"""Elementwise transforms shared by the named optimizers (optax's `trace`, `scale_by_adam`, ...).
+"""Elementwise pieces shared by the named optimizers (optax's `trace`, `scale_by_adam`, ...).
 
 Each follows torch.optim's single-tensor code operation by operation, so the named optimizers
-built from them match torch.optim to float rounding.
+built from them match torch.optim to float rounding. Every hyperparameter is read through
+`StepContext.hyper`, so a per-member tensor gives each member its own value.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from optiscope.optim.base import StepContext, Transform
+from optiscope.optim.base import Direction, Scaled, StepContext, Transform, add_scaled
+from optiscope.optim.hyperparameters import is_zero
+
+
+def _zeros(p: Tensor) -> Tensor:
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _add_square_(acc: Tensor, u: Tensor, weight: Any) -> Tensor:
+    """acc += weight * u * u in place (torch's `addcmul_` for a number weight)."""
+    return acc.add_(u * u * weight) if isinstance(weight, Tensor) else acc.addcmul_(u, u, value=weight)
+
+
+def _sqrt(x: Any) -> Any:
+    return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)
 
 
 class AddDecayedWeights(Transform):
     """L2 penalty folded into the gradient: u <- u + weight_decay * p (coupled decay)."""
 
-    reads = ("weight_decay",)
-
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        wd = group["weight_decay"]
-        return u.add(p, alpha=wd) if wd != 0 else u
-
-
-class DecoupledWeightDecay(Transform):
-    """AdamW-style decay on the parameter itself: p <- p (1 - lr * weight_decay).
-
-    The group keys are arguments so that a second optimizer inside one class (Muon's AdamW
-    part) can read its own (`adamw_lr`, `adamw_weight_decay`).
-    """
-
-    reads = ("lr", "weight_decay")
-
-    def __init__(self, lr_key: str = "lr", weight_decay_key: str = "weight_decay"):
-        self.lr_key, self.weight_decay_key = lr_key, weight_decay_key
-
-    def before(self, p: Tensor, state: dict, group: dict, ctx: StepContext) -> None:
-        wd = group[self.weight_decay_key]
-        if wd != 0:
-            p.mul_(1 - group[self.lr_key] * wd)
+        wd = ctx.hyper(group, "weight_decay", p)
+        return u if is_zero(wd) else add_scaled(u, p, wd)
 
 
 class Momentum(Transform):
@@ -48,134 +45,108 @@ class Momentum(Transform):
     The buffer starts as a copy of the first direction (torch's convention).
     """
 
-    reads = ("momentum", "dampening", "nesterov")
-
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        mu = group["momentum"]
-        if mu == 0:
+        mu = ctx.hyper(group, "momentum", p)
+        if is_zero(mu):
             return u
         buf = state.get("momentum_buffer")
         if buf is None:
             buf = state["momentum_buffer"] = u.detach().clone()
         else:
-            buf.mul_(mu).add_(u, alpha=1 - group["dampening"])
-        return u.add(buf, alpha=mu) if group["nesterov"] else buf
+            add_scaled(buf.mul_(mu), u, 1 - ctx.hyper(group, "dampening", p), inplace=True)
+        return add_scaled(u, buf, mu) if group["nesterov"] else buf
 
 
 class ScaleByAdam(Transform):
-    """Adam's preconditioning with bias correction: m / (sqrt(v / bc2) + eps) and lr / bc1.
+    """Adam's preconditioning with bias correction: (m / bc1) / (sqrt(v / bc2) + eps).
 
-    With `amsgrad`, the running maximum of v is used (Reddi et al. 2018).
+    With `amsgrad`, the running maximum of v is used (Reddi et al. 2018). The group keys are
+    arguments so that Muon's AdamW part reads its own (`adamw_betas`, `adamw_eps`).
     """
-
-    reads = ("betas", "eps", "amsgrad")
 
     def __init__(self, betas_key: str = "betas", eps_key: str = "eps"):
         self.betas_key, self.eps_key = betas_key, eps_key
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg"], state["exp_avg_sq"] = _zeros(p), _zeros(p)
         if group.get("amsgrad", False):
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["max_exp_avg_sq"] = _zeros(p)
 
-    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        beta1, beta2 = group[self.betas_key]
-        step = float(state["step"])
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(u, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(u, u, value=1 - beta2)
-        bias_correction1 = 1 - beta1**step
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        second = exp_avg_sq
+    def moments(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext):
+        """Update the first and second moments in place; return (beta1, beta2, step)."""
+        beta1, beta2 = (ctx.member(b, p) for b in group[self.betas_key])
+        state["exp_avg"].lerp_(u, 1 - beta1)
+        _add_square_(state["exp_avg_sq"].mul_(beta2), u, 1 - beta2)
+        return beta1, beta2, float(state["step"])
+
+    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
+        beta1, beta2, step = self.moments(u, p, state, group, ctx)
+        second = state["exp_avg_sq"]
         if group.get("amsgrad", False):
-            torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+            torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
-        denom = (second.sqrt() / bias_correction2_sqrt).add_(group[self.eps_key])
-        ctx.lr_divisor *= bias_correction1
-        ctx.denominator = denom
-        return exp_avg
+        denom = (second.sqrt() / (1 - beta2**step) ** 0.5).add_(ctx.hyper(group, self.eps_key, p))
+        return Scaled(state["exp_avg"], denom, divisor=1 - beta1**step)
 
 
-class ScaleByNAdam(Transform):
-    """NAdam's Nesterov-accelerated Adam step (Dozat 2016), as torch.optim.NAdam.
-
-    mu_t = beta1 (1 - 0.5 * 0.96^(t psi)); the step is
-    lr (1 - mu_t) / (1 - prod mu) g / denom + lr mu_{t+1} / (1 - prod mu * mu_{t+1}) m / denom.
-    """
-
-    reads = ("betas", "eps", "momentum_decay")
+class ScaleByNAdam(ScaleByAdam):
+    """NAdam's Nesterov-accelerated Adam step (Dozat 2016), as torch.optim.NAdam: Adam's moments,
+    mu_t = beta1 (1 - 0.5 * 0.96^(t psi)), and the step
+    (1 - mu_t) / (1 - prod mu) g / denom + mu_{t+1} / (1 - prod mu * mu_{t+1}) m / denom."""
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        super().init(p, state, group)
         state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        beta1, beta2 = group["betas"]
-        step = float(state["step"])
-        psi = group["momentum_decay"]
-        bias_correction2 = 1 - beta2**step
+        beta1, beta2, step = self.moments(u, p, state, group, ctx)
+        psi = ctx.hyper(group, "momentum_decay", p)
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
         state["mu_product"] *= mu
         mu_product = float(state["mu_product"])
-        mu_product_next = mu_product * mu_next
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(u, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(u, u, value=1 - beta2)
-        denom = exp_avg_sq.div(bias_correction2).sqrt().add_(group["eps"])
-        # Two terms with their own scalar factors; the chain's lr multiplies both.
-        return u / denom * ((1.0 - mu) / (1.0 - mu_product)) + exp_avg / denom * (
-            mu_next / (1.0 - mu_product_next)
+        denom = state["exp_avg_sq"].div(1 - beta2**step).sqrt().add_(ctx.hyper(group, "eps", p))
+        return u / denom * ((1.0 - mu) / (1.0 - mu_product)) + state["exp_avg"] / denom * (
+            mu_next / (1.0 - mu_product * mu_next)
         )
 
 
 class ScaleByAdagrad(Transform):
-    """Adagrad (Duchi et al. 2011), as torch.optim.Adagrad: g / (sqrt(sum g^2) + eps),
-    with lr / (1 + (t - 1) lr_decay)."""
-
-    reads = ("eps", "lr_decay", "initial_accumulator_value")
+    """Adagrad (Duchi et al. 2011), as torch.optim.Adagrad: g / (sqrt(sum g^2) + eps), with the
+    learning rate divided by 1 + (t - 1) lr_decay."""
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         state["sum"] = torch.full_like(
             p, group["initial_accumulator_value"], memory_format=torch.preserve_format
         )
 
-    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        step = float(state["step"])
-        ctx.lr_scale /= 1 + (step - 1) * group["lr_decay"]
+    def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
+        decay = 1.0 / (1 + (float(state["step"]) - 1) * ctx.hyper(group, "lr_decay", p))
         state["sum"].addcmul_(u, u, value=1)
-        return u / state["sum"].sqrt().add_(group["eps"])
+        return Scaled(u / state["sum"].sqrt().add_(ctx.hyper(group, "eps", p)), factor=decay)
 
 
 class ScaleByRMSprop(Transform):
     """RMSprop (Tieleman & Hinton 2012), as torch.optim.RMSprop, with centering and momentum."""
 
-    reads = ("alpha", "eps", "centered", "momentum")
-
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        if group["momentum"] > 0:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["square_avg"] = _zeros(p)
+        if not is_zero(group["momentum"]):
+            state["momentum_buffer"] = _zeros(p)
         if group["centered"]:
-            state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["grad_avg"] = _zeros(p)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        alpha = group["alpha"]
-        square_avg = state["square_avg"]
-        square_avg.mul_(alpha).addcmul_(u, u, value=1 - alpha)
+        alpha = ctx.hyper(group, "alpha", p)
+        square_avg = _add_square_(state["square_avg"].mul_(alpha), u, 1 - alpha)
         if group["centered"]:
-            grad_avg = state["grad_avg"]
-            grad_avg.lerp_(u, 1 - alpha)
+            grad_avg = state["grad_avg"].lerp_(u, 1 - alpha)
             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             avg = square_avg.sqrt()
-        avg = avg.add_(group["eps"])
-        if group["momentum"] > 0:
-            buf = state["momentum_buffer"]
-            buf.mul_(group["momentum"]).addcdiv_(u, avg)
-            return buf
+        avg = avg.add_(ctx.hyper(group, "eps", p))
+        if "momentum_buffer" in state:
+            return state["momentum_buffer"].mul_(ctx.hyper(group, "momentum", p)).addcdiv_(u, avg)
         return u / avg
 
 
@@ -183,16 +154,13 @@ class Lion(Transform):
     """Lion's update (Chen et al. 2023, "Symbolic discovery of optimization algorithms"):
     sign(beta1 m + (1 - beta1) g), then m <- beta2 m + (1 - beta2) g."""
 
-    reads = ("betas",)
-
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg"] = _zeros(p)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        beta1, beta2 = group["betas"]
-        exp_avg = state["exp_avg"]
-        direction = exp_avg.lerp(u, 1.0 - beta1).sign_()
-        exp_avg.lerp_(u, 1.0 - beta2)
+        beta1, beta2 = (ctx.member(b, p) for b in group["betas"])
+        direction = state["exp_avg"].lerp(u, 1.0 - beta1).sign_()
+        state["exp_avg"].lerp_(u, 1.0 - beta2)
         return direction
 
 
@@ -202,23 +170,18 @@ class EMAMomentum(Transform):
     (The buffer starts at zero, as in KellerJordan/Muon and torch.optim.Muon.)
     """
 
-    reads = ("momentum", "nesterov")
-
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["momentum_buffer"] = _zeros(p)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        beta = group["momentum"]
-        buf = state["momentum_buffer"]
-        buf.lerp_(u, 1 - beta)
+        beta = ctx.hyper(group, "momentum", p)
+        buf = state["momentum_buffer"].lerp_(u, 1 - beta)
         return u.lerp(buf, beta) if group["nesterov"] else buf
 
 
 class Dualize(Transform):
     """The duality map of a norm: u <- dualize(u) (unit steepest direction), times the dual norm
     ||u||_* when `scale_by_dual_norm` (Bernstein & Newhouse's exact steepest descent)."""
-
-    reads = ("scale_by_dual_norm",)
 
     def __init__(self, norm: Any):
         self.norm = norm
@@ -229,19 +192,42 @@ class Dualize(Transform):
         return self.norm.dualize(u, ctx.ensemble_dims)
 
 
+#: sigma(hyper, step) of a noise piece; `hyper(key)` reads the group's value for this tensor.
+NoiseScale = Callable[[Callable[[str], Any], int], Any]
+
+
 class AddGaussianNoise(Transform):
     """u <- u + sigma_t xi with xi standard normal keyed on the member seeds.
 
-    `sigma(group, step)` gives the scale; NiG-SGD uses a constant, NoisySGD the annealed
-    schedule of Neelakantan et al. 2015, SGLD sqrt(2 T / lr).
+    `sigma` gives the scale: NiG-SGD a constant, NoisySGD the annealed schedule of
+    Neelakantan et al. 2015, SGLD sqrt(2 T / lr). `counter` (default: the tensor's step) keys
+    the draw; basin hopping passes its own.
     """
 
-    def __init__(self, sigma: Any, stream: str):
-        self.sigma, self.stream = sigma, stream
+    def __init__(self, sigma: NoiseScale, stream: str, counter: Callable[[dict], int] | None = None):
+        self.sigma, self.stream, self.counter = sigma, stream, counter
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        step = int(state["step"])
-        sigma = self.sigma(group, step)
-        if sigma == 0:
+        step = int(state["step"]) if self.counter is None else self.counter(group)
+        sigma = self.sigma(lambda key: ctx.hyper(group, key, p), int(state["step"]))
+        if is_zero(sigma):
             return u
         return u + sigma * ctx.normal_like(u, self.stream, step)
+
+
+def constant_noise(hyper: Callable[[str], Any], step: int) -> Any:
+    """sigma = noise_std (noise in the gradient)."""
+    return hyper("noise_std")
+
+
+def annealed_noise(hyper: Callable[[str], Any], step: int) -> Any:
+    """sigma_t = sqrt(noise_eta / t^noise_gamma) (Neelakantan et al. 2015)."""
+    return _sqrt(hyper("noise_eta") / (1 + (step - 1)) ** hyper("noise_gamma"))
+
+
+def langevin_noise(hyper: Callable[[str], Any], step: int) -> Any:
+    """sigma = sqrt(2 T / lr): the gradient-scale noise of Langevin dynamics."""
+    lr = hyper("lr")
+    if isinstance(lr, Tensor):
+        return torch.where(lr > 0, (2 * hyper("temperature") / lr.clamp(min=1e-300)).sqrt(), 0.0)
+    return math.sqrt(2 * hyper("temperature") / lr) if lr > 0 else 0.0

@@ -4,11 +4,14 @@ Functional, in the style of `torch.func`: a loss is a function of a params dict,
 takes ``ensemble_dims`` (0: one member; 1: axis 0 of every tensor indexes members and the probe
 is vmapped over them, with the loss taking each member's batch: ``loss_fn(params, batch)``).
 
-- curvature: `hvp`, `hessian_diagonal`, `r_med`, `hessian_trace`, `top_hessian_eigenvalues`,
-  `hessian_spectral_density` (each reports the Hessian-vector products it spent);
+- curvature (hessian_operator, estimators, lanczos): `hvp`, `hessian_diagonal`, `r_med`,
+  `hessian_trace`, `top_hessian_eigenvalues`, `hessian_spectral_density` (each reports the
+  Hessian-vector products it spent);
 - solution: per-tensor sparsity, Hoyer, effective and stable rank, norms, distance from init;
 - network: dead units, margin, linear CKA between members, loss barrier (mode connectivity);
 - dynamics: gradient norm, update-to-weight ratio, gradient noise scale;
+- quantity / catalog / registry: each probe run along trajectories, with its tier, cost and the
+  metrics (goal, unit, description) it writes; tiers and metric lists derived from them;
 - schedule / trajectory: the `[probes]` config section and the engine's probe runner.
 """
 
@@ -42,6 +45,7 @@ from optiscope.probes.network import (
     loss_along_line,
     loss_barrier,
 )
+from optiscope.probes.registry import PROBE_GROUPS, TIERS, metric_info, probe_metric_info
 from optiscope.probes.solution import (
     effective_rank,
     frobenius_norm,
@@ -59,7 +63,9 @@ __all__ = [
     "HessianDiagonal",
     "HessianOperator",
     "NoiseScale",
+    "PROBE_GROUPS",
     "RMed",
+    "TIERS",
     "SpectralDensity",
     "TraceEstimate",
     "classification_margin",
@@ -78,6 +84,8 @@ __all__ = [
     "linear_cka_matrix",
     "loss_along_line",
     "loss_barrier",
+    "metric_info",
+    "probe_metric_info",
     "r_med",
     "r_med_from_diagonal",
     "relative_distance",

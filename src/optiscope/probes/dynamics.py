@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from optiscope.core.members import check_ensemble_dims, flat_member
 from optiscope.errors import OptiscopeError
-from optiscope.probes.members import BatchLike, LossFn, Params, check_ensemble_dims, over_members
+from optiscope.probes.members import BatchLike, LossFn, Params, over_members, split_batch
 
 
 def gradients(
@@ -26,7 +27,7 @@ def gradients(
 def global_norm(tensors: Mapping[str, Tensor], ensemble_dims: int = 0) -> Tensor:
     """sqrt(sum over tensors of ||t||^2), per member."""
     check_ensemble_dims(ensemble_dims)
-    sq = [t.reshape(*t.shape[:ensemble_dims], -1).pow(2).sum(-1) for t in tensors.values()]
+    sq = [flat_member(t, ensemble_dims).pow(2).sum(-1) for t in tensors.values()]
     return torch.stack(sq).sum(0).sqrt()
 
 
@@ -48,8 +49,8 @@ def update_to_weight_ratio(
         raise OptiscopeError(f"before lacks tensors {sorted(missing)}")
     out = {}
     for k, w in after.items():
-        d = (w - before[k]).reshape(*w.shape[:ensemble_dims], -1)
-        b = before[k].reshape(*w.shape[:ensemble_dims], -1)
+        d = flat_member(w - before[k], ensemble_dims)
+        b = flat_member(before[k], ensemble_dims)
         out[k] = torch.linalg.vector_norm(d, dim=-1) / torch.linalg.vector_norm(b, dim=-1)
     return out
 
@@ -106,8 +107,6 @@ def gradient_noise_scale(
         sq = vmap(example_sq_norm, chunk_size=chunk_size)(data)
         g_mean = grad(loss_fn)(p, data)
         return sq.sum(), sum(t.pow(2).sum() for t in g_mean.values())
-
-    from optiscope.probes.members import split_batch
 
     per_member, shared = split_batch(batch)
     if shared:

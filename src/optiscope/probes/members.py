@@ -14,23 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.func import vmap
 
-from optiscope.errors import OptiscopeError
+from optiscope.core.members import check_ensemble_dims
 from optiscope.tasks.base import MemberBatch
 
 Params = dict[str, Tensor]
 LossFn = Callable[..., Tensor]
 BatchLike = MemberBatch | Mapping[str, Tensor] | None
-
-
-def check_ensemble_dims(ensemble_dims: int) -> None:
-    if ensemble_dims not in (0, 1):
-        raise OptiscopeError(
-            f"ensemble_dims must be 0 (one member) or 1 (axis 0 indexes members), not {ensemble_dims!r}"
-        )
 
 
 def split_batch(batch: BatchLike) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -48,10 +40,6 @@ def bind(loss_fn: LossFn, batch: Mapping[str, Tensor] | None) -> Callable[[Param
         return loss_fn
     data = dict(batch)
     return lambda p: loss_fn(p, data)
-
-
-def n_members(params: Mapping[str, Tensor]) -> int:
-    return next(iter(params.values())).shape[0]
 
 
 def over_members(
@@ -83,16 +71,4 @@ def over_members(
     return vmap(one, in_dims=in_dims, chunk_size=chunk_size)(params, per_member, *member_args)
 
 
-def flatten(params: Mapping[str, Tensor]) -> Tensor:
-    """One vector from a params dict (for Lanczos, which works on flat vectors)."""
-    return torch.cat([t.reshape(-1) for t in params.values()])
-
-
-def unflatten(vector: Tensor, like: Mapping[str, Tensor]) -> Params:
-    out: Params = {}
-    offset = 0
-    for k, t in like.items():
-        n = t.numel()
-        out[k] = vector[offset : offset + n].reshape(t.shape)
-        offset += n
-    return out
+__all__ = ["BatchLike", "LossFn", "Params", "bind", "over_members", "split_batch"]

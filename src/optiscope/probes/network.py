@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from optiscope.core.members import check_ensemble_dims
 from optiscope.errors import OptiscopeError
-from optiscope.probes.members import BatchLike, LossFn, Params, check_ensemble_dims, split_batch
+from optiscope.probes.members import BatchLike, LossFn, Params, split_batch
 
 
 def dead_unit_fraction(activations: Tensor) -> Tensor:

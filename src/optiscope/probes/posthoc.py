@@ -1,26 +1,27 @@
 """Probes on a store's saved final parameters, after training (`optiscope probe`).
 
 Parameters are read from the cell's safetensors file (never a pickle); the task is rebuilt from
-the `runs` table's task name and settings. Results can be written back as metrics at the cell's
-last step, so the report shows them beside probes taken during training.
+the `runs` table's task name and settings. Results can be written back, through `RunStore`, as
+metrics at the cell's last step with their declarations, so the report shows them beside probes
+taken during training.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from optiscope.errors import OptiscopeError
+from optiscope.probes.registry import metric_info
 from optiscope.probes.schedule import ProbeConfig
 from optiscope.probes.trajectory import compute_probes
 from optiscope.store import RunStore
 from optiscope.store.schema import METRICS
+from optiscope.tasks.base import MetricInfo
 from optiscope.tasks.registry import make_task
 
 
@@ -93,17 +94,18 @@ def probe_cell(
 
 
 def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
-    """Add the cell's probe values to its metrics file at its last step; returns rows written.
+    """Add the cell's probe values to its metrics at its last step; returns rows written.
 
-    Rows with the same (run, step, name) are replaced, so probing again is idempotent. The file
-    is rewritten to a temporary name and renamed into place, as the store does.
+    Rows with the same (run, step, name) are replaced, so probing again is idempotent. The
+    metrics are rewritten through `RunStore.write_metrics` (atomically), and the new names are
+    declared in the cell's `metric_info` (from the probe registry), so the report shows them
+    as probes without importing anything.
     """
-    path = store.root / "metrics" / f"{result.cell_id}.parquet"
-    old = pq.read_table(path) if path.exists() else pa.Table.from_pylist([], schema=METRICS)
+    old = store.read_metrics(result.cell_id)
     run_ids, names, values = [], [], []
     for name, arr in result.values.items():
         for r, v in zip(result.run_ids, arr, strict=True):
-            if np.isfinite(v) or np.isinf(v):
+            if not np.isnan(v):  # finite, or an infinity (a diverged probe) kept as such
                 run_ids.append(r)
                 names.append(name)
                 values.append(float(v))
@@ -116,8 +118,25 @@ def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
         not (int(s) == result.step and (r, n) in replaced)
         for r, s, n in zip(old["run_id"].to_pylist(), old["step"].to_pylist(), old["name"].to_pylist(), strict=True)
     ]
-    table = pa.concat_tables([old.filter(pa.array(keep, type=pa.bool_())), new])
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    store.write_metrics(result.cell_id, pa.concat_tables([old.cast(METRICS).filter(pa.array(keep, type=pa.bool_())), new]))
+    _declare(store, result.cell_id, sorted(set(names)))
     return len(values)
+
+
+def _declare(store: RunStore, cell_id: str, names: list[str]) -> None:
+    """Add declarations of probe metrics `names` the cell's `metric_info` does not have yet.
+
+    A cell landed before declarations were stored is left as it is (the report infers)."""
+    info = store.read_metric_info(cell_id)
+    if not info.num_rows:
+        return
+    known = set(info.column("name").to_pylist())
+    rows = []
+    for name in names:
+        if name in known:
+            continue
+        m = metric_info(name) or MetricInfo(name, None)
+        rows.append({"cell_id": cell_id, "name": name, "goal": m.goal, "unit": m.unit,
+                     "description": m.description, "headline": False, "source": "probe"})
+    if rows:
+        store.write_metric_info(cell_id, info.to_pylist() + rows)

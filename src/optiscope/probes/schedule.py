@@ -1,6 +1,8 @@
 """The `[probes]` section of an experiment: which probes, how often, at what cost.
 
-Probes come in cost tiers, as Cockpit's economy/business/full (Schneider et al. 2021):
+Probes come in cost tiers, as Cockpit's economy/business/full (Schneider et al. 2021); each
+probe declares its tier in `optiscope.probes.catalog` and the tiers' lists are derived there
+(`optiscope.probes.registry.TIERS`):
 
 - ``cheap``: weights only and one gradient: per-tensor sparsity, Hoyer, norms, ranks, distance
   from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass).
@@ -31,17 +33,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiscope.errors import OptiscopeError
+from optiscope.probes.quantity import Tier
+from optiscope.probes.registry import PROBE_GROUPS, TIERS
 
-TIERS: dict[str, tuple[str, ...]] = {
-    "cheap": ("weights", "gradient", "update", "network"),
-    "geometry": ("weights", "gradient", "update", "network", "trace", "r_med", "top_eig"),
-    "full": (
-        "weights", "gradient", "update", "network", "trace", "r_med", "top_eig", "noise_scale",
-        "density", "cka", "barrier",
-    ),
-}
-#: Every probe group a config may name in `probes = [...]`.
-PROBE_GROUPS: tuple[str, ...] = TIERS["full"]
+__all__ = [
+    "PROBE_GROUPS", "TIERS", "ProbeConfig", "parse_probe_config", "probe_runner_from_config",
+    "validate_probe_config",
+]
 
 
 class ProbeConfig(BaseModel):
@@ -49,7 +47,7 @@ class ProbeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tier: Literal["cheap", "geometry", "full"] = "cheap"
+    tier: Tier = "cheap"
     probes: list[str] | None = Field(None, description="probe groups; overrides the tier's list")
     cadence: Literal["log", "every"] = "log"
     every: int = Field(100, ge=1, description="steps between probes with cadence = 'every'")

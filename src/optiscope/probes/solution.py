@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor
 
+from optiscope.core.members import check_ensemble_dims, flat_member
 from optiscope.errors import OptiscopeError
-from optiscope.probes.members import check_ensemble_dims
 
 #: Roles whose tensors are treated as matrices (ranks and operator norms are computed).
 MATRIX_ROLES = ("hidden", "head", "embedding")
@@ -27,7 +27,7 @@ DEFAULT_THRESHOLDS = (1e-3, 1e-2)
 
 def _flat(w: Tensor, ensemble_dims: int) -> Tensor:
     check_ensemble_dims(ensemble_dims)
-    return w.reshape(*w.shape[:ensemble_dims], -1)
+    return flat_member(w, ensemble_dims)
 
 
 def _matrix(w: Tensor, ensemble_dims: int) -> Tensor:

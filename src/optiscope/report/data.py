@@ -1,4 +1,5 @@
-"""Read what a report needs from a store: cells, their runs, curves and final values.
+"""Read what a report needs from a store: cells, their runs, metric declarations, curves and
+final values. Only the store is read: no task, optimizer or engine is imported.
 
 Every stored value of a cell is fetched once (one query per cell) and cached, so the sections can
 ask for curves and final values freely. Outcomes for statistics come from `outcomes`, which
@@ -8,23 +9,13 @@ encodes a diverged seed as the worst value of its metric (never as missing).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from optiscope.report.metrics import MetricDecl, legacy_declaration, load_declarations
 from optiscope.store import RunStore
-
-#: Metrics that are bookkeeping rather than outcomes; not plotted as learning curves.
-BOOKKEEPING = ("grad_evals", "time_s")
-#: Metrics that are labels, not quantities (synthetic tasks' nearest-minimiser index): counted
-#: in a table, not summarised by medians.
-CATEGORICAL = ("basin",)
-#: Predicates for metrics that a section of their own shows (probes register theirs); the task
-#: sections leave them out. `StoreView.metric_names(..., owned=True)` lists them too.
-OWNED_METRICS: list[Callable[[str], bool]] = []
-
 
 @dataclass
 class CellRuns:
@@ -46,6 +37,7 @@ class CellRuns:
     mode: str
     task_settings: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
+    func_evals: int = 0
 
     @property
     def n_ok(self) -> int:
@@ -66,16 +58,22 @@ class StoreView:
 
     store: RunStore
     cells: list[CellRuns] = field(default_factory=list)
+    #: cell_id -> metric name -> declaration, from the store's `metric_info` (empty: legacy store)
+    declarations: dict[str, dict[str, MetricDecl]] = field(default_factory=dict)
     _cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def legacy(self) -> bool:
+        """A store written before metric declarations were stored (goals inferred from names)."""
+        trained = [c for c in self.cells if c.n_failed < len(c.status)]  # failed cells declare nothing
+        return bool(trained) and not any(c.cell_id in self.declarations for c in trained)
 
     @classmethod
     def load(cls, store: RunStore) -> StoreView:
         data = store.fetch(
-            "SELECT cell_id, task, task_settings, optimizer, label, hyperparameters, seed, "
-            "run_id, status, diverged_step, error, wall_time_s, grad_evals, mode, steps "
-            "FROM runs ORDER BY created_at, cell_id, member"
-        )
-        view = cls(store)
+            "SELECT * FROM runs ORDER BY created_at, cell_id, member"
+        )  # every column: stores written before `func_evals` existed lack it
+        view = cls(store, declarations=load_declarations(store))
         by_cell: dict[str, CellRuns] = {}
         for i in range(len(data["cell_id"])):
             cid = str(data["cell_id"][i])
@@ -93,6 +91,8 @@ class StoreView:
                     int(data["steps"][i]),
                 )
             c = by_cell[cid]
+            if "func_evals" in data and not _is_null(data["func_evals"][i]):
+                c.func_evals = int(data["func_evals"][i])
             c.seeds.append(int(data["seed"][i]))
             c.run_ids.append(str(data["run_id"][i]))
             c.status.append(str(data["status"][i]))
@@ -108,39 +108,54 @@ class StoreView:
     def cells_of(self, task_key: str) -> list[CellRuns]:
         return [c for c in self.cells if c.task_key == task_key]
 
-    def metric_names(self, task_key: str, *, owned: bool = False) -> list[str]:
+    def metric_names(self, task_key: str) -> list[str]:
+        """Every metric stored for the task's cells, sorted."""
         names: dict[str, None] = {}
         for c in self.cells_of(task_key):
             names.update(dict.fromkeys(self._metrics(c)))
-        return sorted(n for n in names if owned or not any(p(n) for p in OWNED_METRICS))
+        return sorted(names)
 
-    def declared_metrics(self, task_key: str) -> list[str]:
-        """The metrics the task declares (`Task.metrics`), headline first; [] if unknown."""
-        cells = self.cells_of(task_key)
-        if not cells:
-            return []
-        from optiscope.tasks.registry import task_class
+    def decl(self, task_key: str, name: str) -> MetricDecl:
+        """How `name` was declared for the task's cells (inferred from the name in a legacy store)."""
+        for c in self.cells_of(task_key):
+            found = self.declarations.get(c.cell_id, {}).get(name)
+            if found is not None:
+                return found
+        return legacy_declaration(name)
 
-        try:
-            return [m.name for m in task_class(cells[0].task).metrics]
-        except Exception:  # a task no longer registered: the store still reads
-            return []
+    def goal(self, task_key: str, name: str) -> str:
+        """'min' or 'max' of an outcome metric (a metric with no direction is treated as 'min')."""
+        return self.decl(task_key, name).goal or "min"
+
+    def _declared_order(self, task_key: str) -> list[str]:
+        """Metric names in the order their producers declared them (legacy: as first logged)."""
+        order: dict[str, None] = {}
+        for c in self.cells_of(task_key):
+            if c.cell_id in self.declarations:
+                order.update(dict.fromkeys(self.declarations[c.cell_id]))
+            else:
+                names = self.store.read_metrics(c.cell_id).column("name").to_pylist()
+                order.update(dict.fromkeys(names))
+        return list(order)
 
     def outcome_metrics(self, task_key: str) -> list[str]:
-        """Outcome metrics of a task, headline first: those the task declares (probe metrics
-        and bookkeeping are other sections' business). For a task no longer registered, every
-        stored metric that is not bookkeeping, per-batch, categorical or a probe ("a/b")."""
-        stored = self.metric_names(task_key)
-        declared = [n for n in self.declared_metrics(task_key) if n in stored and n not in CATEGORICAL]
-        if declared:
-            return declared
-        return [n for n in stored if n not in BOOKKEEPING and n not in CATEGORICAL
-                and n != "batch_loss" and "/" not in n]
+        """The task's stored metrics with a goal, headline first (not engine bookkeeping, probes,
+        iterates or categorical labels: those are other sections' business)."""
+        stored = set(self.metric_names(task_key))
+        names = [n for n in self._declared_order(task_key) if n in stored and self.decl(task_key, n).outcome]
+        head = [n for n in names if self.decl(task_key, n).headline]
+        return head + [n for n in names if n not in head]
 
     def headline_metric(self, task_key: str) -> str | None:
-        """The task's first declared metric if stored, else the first outcome metric."""
+        """The task's declared headline if stored, else its first outcome metric."""
         names = self.outcome_metrics(task_key)
         return names[0] if names else None
+
+    def categorical_metrics(self, task_key: str) -> list[str]:
+        return [n for n in self.metric_names(task_key) if self.decl(task_key, n).categorical]
+
+    def probe_metrics(self, task_key: str) -> list[str]:
+        return [n for n in self.metric_names(task_key) if self.decl(task_key, n).source == "probe"]
 
     def _metrics(self, cell: CellRuns) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if cell.cell_id not in self._cache:

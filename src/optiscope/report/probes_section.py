@@ -2,8 +2,8 @@
 
 For every task with probe metrics in the store: each probe along the trajectory per cell (median
 and inter-quartile band over members), then the final solution's properties as distributions
-over members per cell. Probe metrics are registered as owned by this section, so the task
-sections do not repeat them as outcomes.
+over members per cell. Which metrics are probes is read from the store's declarations
+(`metric_info`, source "probe"); no probe module is imported, so the report builds without them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from optiscope.probes.trajectory import GLOBAL_METRICS, TENSOR_PROPERTIES, is_probe_metric
+from markupsafe import Markup
+
 from optiscope.report import plots
-from optiscope.report.data import OWNED_METRICS, StoreView
-from optiscope.report.html import EXTRA_SECTIONS, Section, esc, figure, fmt, note
+from optiscope.report.data import StoreView
+from optiscope.report.html import EXTRA_SECTIONS, Section, figure, render
 
 #: Shown along the trajectory (the rest only as final distributions).
 TRAJECTORY = ("grad_norm", "hessian_trace", "top_eig", "noise_scale", "margin", "r_med",
@@ -58,36 +59,25 @@ def probes_section(view: StoreView) -> Section | None:
     """The probe panels of every task that has probe metrics; None when there are none."""
     parts = []
     for task_key in view.tasks():
-        names = [n for n in view.metric_names(task_key, owned=True) if is_probe_metric(n)]
+        names = view.probe_metrics(task_key)
         if names:
-            parts.append(f"<h3>{esc(task_key)}</h3>" + _task_panels(view, task_key, names))
+            parts.append((task_key, _task_panels(view, task_key, names)))
     if not parts:
         return None
-    intro = (
-        "<p>Probes are computed for every member on a fixed probe batch (each member's first "
-        "training minibatch) at the steps of the experiment's <code>[probes]</code> cadence; "
-        "curvature comes from Hessian-vector products only (Hutchinson, Lanczos). Lines are the "
-        "median over members, bands the inter-quartile range; distributions show every member "
-        "as a point. Non-finite values (e.g. R_med when more than half a tensor's diagonal is 0) "
-        "are left out of plots and counted in the table. Per-tensor probes of biases are in the "
-        "store but not plotted.</p>"
-    )
-    return Section("Probes: geometry and solutions", "probes", intro + "".join(parts))
+    return Section("Probes: geometry and solutions", "probes", render("probes", parts))
 
 
-def _task_panels(view: StoreView, task_key: str, names: list[str]) -> str:
+def _task_panels(view: StoreView, task_key: str, names: list[str]) -> Markup:
     cells = view.cells_of(task_key)
     families: dict[str, list[str]] = defaultdict(list)
     for n in names:
         if _shown(n):
             families[_family(n)].append(n)
-    order = [f for f in (*GLOBAL_METRICS, *TENSOR_PROPERTIES) if f in families] + sorted(
-        f for f in families if f not in GLOBAL_METRICS and f not in TENSOR_PROPERTIES
-    )
+    order = [f for f in TRAJECTORY if f in families] + sorted(f for f in families if f not in TRAJECTORY)
     along, final = [], []
     for fam in order:
         members = families[fam]
-        desc = DESCRIPTIONS.get(fam, "")
+        desc = DESCRIPTIONS.get(fam) or view.decl(task_key, members[0]).description
         if fam in TRAJECTORY:
             figs = []
             for n in members:
@@ -95,33 +85,23 @@ def _task_panels(view: StoreView, task_key: str, names: list[str]) -> str:
                 if any(len(s[1]) > 1 for s in series):
                     figs.append(figure(plots.learning_curves(n, series, log_y=fam in LOG_SCALE)))
             if figs:
-                along.append(_group(fam, desc, figs, open_=fam in ("r_med", "top_eig", "hessian_trace")))
+                along.append(render("probe_group", fam, desc, figs, fam in ("r_med", "top_eig", "hessian_trace")))
         figs = []
         for n in members:
             finals = [(c.label, _finite(view.final_values(c, n))) for c in cells]
             if any(np.isfinite(v).any() for _, v in finals):
                 figs.append(figure(plots.distributions(n, finals)))
         if figs:
-            final.append(_group(fam, desc, figs, open_=fam in ("r_med", "eff_rank", "barrier_to_next")))
-    table = _final_table(
+            final.append(render("probe_group", fam, desc, figs, fam in ("r_med", "eff_rank", "barrier_to_next")))
+    table = _final_rows(
         view, task_key,
-        [n for f in order for n in families[f] if (f in GLOBAL_METRICS or f == "r_med") and f != "r_med_samples"],
+        [n for f in order for n in families[f] if ("/" not in n or f == "r_med") and f != "r_med_samples"],
     )
-    return (
-        "<h4>Along the trajectory</h4>" + ("".join(along) or note("Probed at one step only."))
-        + "<h4>Final solutions</h4>" + table + "".join(final)
-    )
+    return render("probe_panels", along, render("probe_table", table), final)
 
 
-def _group(family: str, description: str, figs: list[str], open_: bool) -> str:
-    summary = f"{esc(family)}" + (f": {esc(description)}" if description else "")
-    return (
-        f"<details{' open' if open_ else ''}><summary>{summary} ({len(figs)} plots)</summary>"
-        f"<div class='grid'>{''.join(figs)}</div></details>"
-    )
-
-
-def _final_table(view: StoreView, task_key: str, names: list[str]) -> str:
+def _final_rows(view: StoreView, task_key: str, names: list[str]) -> list[tuple]:
+    """(probe, cell, median, q25, q75, finite members, members) at the final step."""
     rows = []
     for n in names:
         for c in view.cells_of(task_key):
@@ -129,18 +109,8 @@ def _final_table(view: StoreView, task_key: str, names: list[str]) -> str:
             fin = v[np.isfinite(v)]
             med = float(np.median(fin)) if fin.size else float("nan")
             q = np.percentile(fin, [25, 75]) if fin.size else (float("nan"),) * 2
-            rows.append(
-                f"<tr><td>{esc(n)}</td><td>{esc(c.label)}</td><td class=num>{fmt(med)}</td>"
-                f"<td class=num>[{fmt(float(q[0]))}, {fmt(float(q[1]))}]</td>"
-                f"<td class=num>{fin.size} / {len(v)}</td></tr>"
-            )
-    if not rows:
-        return ""
-    return (
-        "<table><tr><th>probe (final step)</th><th>cell</th><th>median</th><th>IQR</th>"
-        "<th>finite / seeds</th></tr>" + "".join(rows) + "</table>"
-    )
+            rows.append((n, c.label, med, float(q[0]), float(q[1]), int(fin.size), len(v)))
+    return rows
 
 
-OWNED_METRICS.append(is_probe_metric)
 EXTRA_SECTIONS.append(probes_section)

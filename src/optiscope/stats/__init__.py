@@ -1,7 +1,9 @@
 """Statistics over ensembles of runs, built on scipy.stats.
 
-- `compare(x, y, test)`: Mann-Whitney U, Kolmogorov-Smirnov, Welch's t or a permutation test
-  on the difference of medians, with effect sizes (`effect_size`: A12, Cliff's delta, Cohen's d).
+- `compare(x, y, test, alternative=)`: Mann-Whitney U (exact for small samples without ties),
+  Kolmogorov-Smirnov, Welch's t or a permutation test on the difference of medians, two-sided or
+  one-sided ("less": x tends smaller than y), with effect sizes (`effect_size`: A12, Cliff's
+  delta, Cohen's d).
 - `holm`: Holm's step-down adjustment; `pairwise`: every pair of cells, Holm across the family.
 - `bootstrap_ci`, `summarize`, `success_rate`: per-cell distributions (BCa, Wilson).
 - `runtimes_to_targets`, `runtime_ecdf`: COCO-style runtime distributions.
@@ -27,10 +29,10 @@ from optiscope.stats.runtime import (
 )
 from optiscope.stats.summary import CellSummary, Proportion, success_rate, summarize
 from optiscope.stats.tuning import SensitivityCurve, best_setting, sensitivity
-from optiscope.stats.twosample import TESTS, ComparisonResult, compare
+from optiscope.stats.twosample import ALTERNATIVES, TESTS, ComparisonResult, compare
 
 __all__ = [
-    "TESTS", "CellSummary", "ComparisonResult", "CorrelationResult", "Interval",
+    "ALTERNATIVES", "TESTS", "CellSummary", "ComparisonResult", "CorrelationResult", "Interval",
     "PairwiseTable", "PerformanceProfile", "Proportion", "RuntimeECDF", "SensitivityCurve",
     "best_setting", "bootstrap_ci", "cliffs_delta", "coco_targets", "cohens_d", "compare",
     "ecdf_values", "holm", "log_targets", "pairwise", "performance_profile", "runtime_ecdf",

@@ -5,6 +5,7 @@ Layout::
     STORE/
       config.toml               the experiment file as last run
       metrics/<cell_id>.parquet  long metrics of the cell's runs
+      metric_info/<cell_id>.parquet  goal, unit, description and headline of each metric
       params/<cell_id>.safetensors  final (and initial) ensemble parameters
       runs/<cell_id>.parquet     the cell's run rows: written last, so its presence marks the
                                  cell complete
@@ -14,15 +15,16 @@ Every file is written to a temporary name and renamed into place, so a crash lea
 old state or the new one, never a torn file, and the store always reads back whole. A cell is
 complete exactly when its `runs` file exists; a rerun skips those. Parquet files (rather than one
 DuckDB database) let readers query while a run is writing and let remote executors land cells
-by copying files, with no lock to hold.
+by copying files, with no lock to hold. Reading is read-only: DuckDB is given the store's own
+files and nothing else, and `query` runs SELECT statements only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,11 @@ import pyarrow.parquet as pq
 import torch
 
 from optiscope.errors import OptiscopeError
-from optiscope.store.schema import METRICS, RUNS
+from optiscope.store.schema import METRIC_INFO, METRICS, RUNS
+
+
+#: Categorical metrics of stores written before `metric_info` declared goals.
+LEGACY_CATEGORICAL = frozenset({"basin"})
 
 
 class RunStore:
@@ -94,23 +100,61 @@ class RunStore:
         runs: list[dict[str, Any]],
         metrics: Mapping[str, Any],
         params: Mapping[str, torch.Tensor] | None = None,
+        metric_info: list[dict[str, Any]] | None = None,
+        tables: Mapping[str, pa.Table] | None = None,
     ) -> None:
-        """Land one cell: metrics and parameters first, the runs file last (the commit)."""
-        metrics_table = pa.table(dict(metrics), schema=METRICS)
-        _atomic_write_parquet(self.root / "metrics" / f"{cell_id}.parquet", metrics_table)
+        """Land one cell: metrics, metric declarations, other per-cell tables (`tables`: folder
+        name -> table, e.g. a 2-D task's contour `surface`) and parameters first, the runs file
+        last (the commit)."""
+        self.write_metrics(cell_id, metrics)
+        if metric_info is not None:
+            self.write_metric_info(cell_id, metric_info)
+        for folder, table in (tables or {}).items():
+            self.write_cell_table(folder, cell_id, table)
         if params:
             self.save_params(cell_id, params)
         runs_table = pa.Table.from_pylist(runs, schema=RUNS)
-        _atomic_write_parquet(self.root / "runs" / f"{cell_id}.parquet", runs_table)
+        atomic_write_parquet(self.root / "runs" / f"{cell_id}.parquet", runs_table)
         self.checkpoint_path(cell_id).unlink(missing_ok=True)
+
+    def metrics_path(self, cell_id: str) -> Path:
+        return self.root / "metrics" / f"{cell_id}.parquet"
+
+    def write_metrics(self, cell_id: str, metrics: Mapping[str, Any] | pa.Table) -> None:
+        """Write (or rewrite) a cell's long metrics, atomically, in the `METRICS` schema."""
+        table = metrics.cast(METRICS) if isinstance(metrics, pa.Table) else pa.table(dict(metrics), schema=METRICS)
+        atomic_write_parquet(self.metrics_path(cell_id), table)
+
+    def read_metrics(self, cell_id: str) -> pa.Table:
+        """A cell's long metrics as written (empty if the cell has none yet)."""
+        path = self.metrics_path(cell_id)
+        return pq.read_table(path) if path.exists() else METRICS.empty_table()
+
+    def write_metric_info(self, cell_id: str, rows: list[dict[str, Any]] | pa.Table) -> None:
+        """Write (or rewrite) a cell's metric declarations in the `METRIC_INFO` schema."""
+        table = rows.cast(METRIC_INFO) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=METRIC_INFO)
+        self.write_cell_table("metric_info", cell_id, table)
+
+    def read_metric_info(self, cell_id: str) -> pa.Table:
+        """A cell's metric declarations (empty for a cell landed before they were stored)."""
+        table = self.read_cell_table("metric_info", cell_id)
+        return METRIC_INFO.empty_table() if table is None else table
+
+    def write_cell_table(self, folder: str, cell_id: str, table: pa.Table) -> None:
+        """Write a per-cell table to `folder/<cell_id>.parquet`, atomically."""
+        (self.root / folder).mkdir(exist_ok=True)
+        atomic_write_parquet(self.root / folder / f"{cell_id}.parquet", table)
+
+    def read_cell_table(self, folder: str, cell_id: str) -> pa.Table | None:
+        """The per-cell table `folder/<cell_id>.parquet`, or None if the cell has none."""
+        path = self.root / folder / f"{cell_id}.parquet"
+        return pq.read_table(path) if path.exists() else None
 
     def save_params(self, cell_id: str, params: Mapping[str, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        path = self.params_path(cell_id)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in params.items()}, str(tmp))
-        os.replace(tmp, path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in params.items()}
+        _atomic_write(self.params_path(cell_id), lambda tmp: save_file(tensors, str(tmp)))
 
     def params_path(self, cell_id: str) -> Path:
         return self.root / "params" / f"{cell_id}.safetensors"
@@ -129,10 +173,7 @@ class RunStore:
 
     def save_checkpoint(self, cell_id: str, payload: dict[str, Any]) -> None:
         """In-flight state of a cell (tensors, numbers, strings only: loads with weights_only)."""
-        path = self.checkpoint_path(cell_id)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        _atomic_write(self.checkpoint_path(cell_id), lambda tmp: torch.save(payload, tmp))
 
     def load_checkpoint(self, cell_id: str) -> dict[str, Any] | None:
         path = self.checkpoint_path(cell_id)
@@ -145,14 +186,19 @@ class RunStore:
 
     # -- reading ----------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views `runs` and `metrics` over the store."""
+        """A read-only, in-memory DuckDB connection with views `runs`, `metrics`, `metric_info`.
+
+        Once the views exist the connection is locked down (`_read_only`): DuckDB may read the
+        store's own files and nothing else, and its settings cannot be changed back.
+        """
         con = duckdb.connect()
-        runs_glob = str(self.root / "runs" / "*.parquet")
+        root = self.root.resolve()
+        runs_glob = str(root / "runs" / "*.parquet")
         if any((self.root / "runs").glob("*.parquet")):
-            con.execute(f"CREATE VIEW runs AS SELECT * FROM read_parquet('{_q(runs_glob)}')")
-            metric_files = [
-                str(self.root / "metrics" / f"{c}.parquet") for c in sorted(self.completed_cells())
-            ]
+            con.execute(
+                f"CREATE VIEW runs AS SELECT * FROM read_parquet('{_q(runs_glob)}', union_by_name = true)"
+            )
+            metric_files = [str(root / "metrics" / f"{c}.parquet") for c in sorted(self.completed_cells())]
             files = ", ".join(f"'{_q(f)}'" for f in metric_files if Path(f).exists())
             if files:
                 con.execute(f"CREATE VIEW metrics AS SELECT * FROM read_parquet([{files}])")
@@ -161,13 +207,45 @@ class RunStore:
         else:
             _empty_view(con, "runs", RUNS)
             _empty_view(con, "metrics", METRICS)
+        info_files = [
+            f for c in sorted(self.completed_cells())
+            if (f := root / "metric_info" / f"{c}.parquet").exists()
+        ]
+        if info_files:  # stores written before metric_info existed have none
+            listed = ", ".join(f"'{_q(str(f))}'" for f in info_files)
+            con.execute(f"CREATE VIEW metric_info AS SELECT * FROM read_parquet([{listed}])")
+        else:
+            _empty_view(con, "metric_info", METRIC_INFO)
+        _read_only(con, root)
         return con
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run SQL against the store; returns (column names, rows)."""
+        """Run a read-only query (SELECT statements only) against the store.
+
+        Returns (column names, rows). Anything else (COPY, EXPORT, ATTACH, CREATE, SET, INSTALL,
+        EXPLAIN ANALYZE of a write, ...) is refused before it runs, and DuckDB itself refuses
+        to touch a file outside the store (see `connect`).
+        """
         con = self.connect()
         try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise OptiscopeError(f"query failed: {exc}") from None
+        if not statements:
+            raise OptiscopeError("query is empty: give a SELECT statement")
+        refused = [s.type.name for s in statements if s.type != duckdb.StatementType.SELECT]
+        if refused:
+            raise OptiscopeError(
+                f"query refused: queries are read-only, so only SELECT statements run (also WITH, "
+                f"FROM, DESCRIBE, SHOW, SUMMARIZE); got {', '.join(refused)}"
+            )
+        try:
             cur = con.execute(sql)
+        except duckdb.PermissionException as exc:
+            raise OptiscopeError(
+                f"query refused: a query may read only the store's own files ({self.root}), "
+                f"never write or read elsewhere ({exc})"
+            ) from None
         except duckdb.Error as exc:
             raise OptiscopeError(f"query failed: {exc}") from None
         if cur.description is None:
@@ -178,6 +256,56 @@ class RunStore:
         """Run SQL; return columns as numpy arrays (for analysis code)."""
         return self.connect().execute(sql, params or []).fetchnumpy()
 
+    def final_params(self, cell_id: str) -> dict[int, dict[str, dict[str, torch.Tensor]]]:
+        """Each member's saved parameters, keyed by seed: {seed: {"final": {name: tensor},
+        "init": {name: tensor}}}.
+
+        The safetensors file holds the ensemble (member axis first, `init.`-prefixed initial
+        values beside the final ones); the `runs` table's `member` column says which row is which
+        seed. Diverged members are included as stored (check `runs.status`). "init" is empty for
+        a file saved without initial values.
+        """
+        rows = self.fetch("SELECT seed, member FROM runs WHERE cell_id = ? ORDER BY member", [cell_id])
+        if not len(rows["seed"]):
+            known = sorted(self.completed_cells())
+            raise OptiscopeError(
+                f"cell '{cell_id}' is not in the store {self.root}; cells: {', '.join(known) or 'none'}"
+            )
+        if not self.params_path(cell_id).exists():
+            raise OptiscopeError(
+                f"cell '{cell_id}' has no saved parameters in {self.root}: run its experiment with "
+                "save_params = true in [experiment] (the default) to keep them"
+            )
+        saved = self.load_params(cell_id)
+        n_members = int(max(rows["member"])) + 1
+        for name, t in saved.items():
+            if t.ndim == 0 or t.shape[0] < n_members:
+                raise OptiscopeError(
+                    f"cell '{cell_id}': saved tensor '{name}' has shape {tuple(t.shape)}, not one row "
+                    f"per member ({n_members} members)"
+                )
+        out: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+        for seed, member in zip(rows["seed"].tolist(), rows["member"].tolist(), strict=True):
+            final = {k: v[member] for k, v in saved.items() if not k.startswith("init.")}
+            init = {k.removeprefix("init."): v[member] for k, v in saved.items() if k.startswith("init.")}
+            out[int(seed)] = {"final": final, "init": init}
+        return out
+
+    def categorical_metrics(self) -> set[str]:
+        """Names of the metrics that are labels, not quantities (say `basin`): no min or max.
+
+        Read from `metric_info` (goal NULL for a metric a task declares). Cells landed before
+        `metric_info` existed have no declarations: for those, the one categorical metric the
+        tasks had at the time, `basin`, is assumed.
+        """
+        con = self.connect()
+        rows = con.execute(
+            "SELECT DISTINCT name FROM metric_info WHERE goal IS NULL AND source = 'task'"
+        ).fetchall()
+        declared = {r[0] for r in con.execute("SELECT DISTINCT cell_id FROM metric_info").fetchall()}
+        legacy = LEGACY_CATEGORICAL if self.completed_cells() - declared else frozenset()
+        return {r[0] for r in rows} | legacy
+
     def config_text(self) -> str | None:
         path = self.root / "config.toml"
         return path.read_text() if path.exists() else None
@@ -187,23 +315,50 @@ def _q(s: str) -> str:
     return s.replace("'", "''")
 
 
+def _read_only(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Let `con` read files under `root` only, write none, and keep it so.
+
+    DuckDB checks every file access against `allowed_directories` once
+    `enable_external_access` is off (no COPY TO elsewhere, no read_csv('/etc/...'), no ATTACH,
+    no extension installs), and `lock_configuration` stops a query from switching it back.
+    Writes inside the store are stopped by `RunStore.query`, which runs SELECT statements only.
+    """
+    con.execute(f"SET allowed_directories = ['{_q(str(root))}/']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def _empty_view(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None:
     empty = pa.Table.from_pylist([], schema=schema)  # noqa: F841  (referenced by DuckDB below)
     con.register(f"_{name}_empty", empty)
     con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
 
 
-def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    """Write `table` to `path` so that a reader finds the old file or the new one, never a part.
+
+    The one Parquet writer of the store: every table file (runs, metrics, metric_info, probe
+    results written back) goes through here.
+    """
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temporary file beside `path`, flush it to disk, then rename it into place.
+
+    The temporary name is unique per process and call, starts with a dot and ends in `.tmp`, so
+    no reader's glob (`*.parquet`) ever sees it; a failed write leaves no temporary behind.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -22,6 +22,7 @@ RUNS = pa.schema(
         ("diverged_step", pa.int64()),  # first step whose loss was not finite (null if none)
         ("steps", pa.int64()),  # steps planned
         ("grad_evals", pa.int64()),  # gradient evaluations spent
+        ("func_evals", pa.int64()),  # forward-only function evaluations (line-search trials)
         ("wall_time_s", pa.float64()),  # the cell's wall time (members share it)
         ("mode", pa.string()),  # ensemble | loop
         ("device", pa.string()),
@@ -41,4 +42,34 @@ METRICS = pa.schema(
     ]
 )
 
+#: What each metric of a cell is, declared by its producer (task, engine, probe) at landing time,
+#: so that reading a store never needs the task registry. One row per (cell, metric name).
+METRIC_INFO = pa.schema(
+    [
+        ("cell_id", pa.string()),
+        ("name", pa.string()),
+        ("goal", pa.string()),  # "min" | "max" | null (a task's categorical label, or no direction)
+        ("unit", pa.string()),
+        ("description", pa.string()),
+        ("headline", pa.bool_()),  # the task's first metric
+        ("source", pa.string()),  # one of SOURCES
+    ]
+)
+#: Who declared a metric: the task, the engine (counters, time, batch loss), a probe, or the
+#: 2-D iterate recorder (optiscope.probes.iterates).
+SOURCES = ("task", "engine", "probe", "iterate")
+
+#: A 2-D task's base function on a grid around its recorded iterates (`surface/<cell_id>.parquet`),
+#: for drawing trajectories on contours without the task: rows of kind "grid" (x, y, f) and
+#: "minimizer" (x, y; f null), in the frame of the `iterate.x` / `iterate.y` metrics.
+SURFACE = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("x", pa.float64()),
+        ("y", pa.float64()),
+        ("f", pa.float64()),
+    ]
+)
+
+GOALS = ("min", "max")
 STATUSES = ("ok", "diverged", "failed")

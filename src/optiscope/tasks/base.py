@@ -11,7 +11,6 @@ true by construction rather than by luck.
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -19,13 +18,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from optiscope.core.roles import ROLES  # re-exported: the role vocabulary is core's
 from optiscope.errors import OptiscopeError
 
 Params = dict[str, Tensor]
 Batch = dict[str, Tensor]
-
-#: Roles a parameter tensor can play; optimizers and probes read these instead of guessing.
-ROLES: tuple[str, ...] = ("hidden", "embedding", "head", "bias", "gain", "vector")
 
 
 @dataclass
@@ -53,11 +50,16 @@ class MemberBatch:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """A metric a task reports: its name, whether lower is better, and what it means."""
+    """A metric a task reports, declared once so the store (and the report) never guess.
+
+    `goal`: "min" (lower is better), "max", or None for a categorical label (`basin`) that has
+    no better or worse. `unit`: "" for a plain number, else "nats", "bits", "fraction", ...
+    """
 
     name: str
-    goal: Literal["min", "max"] = "min"
+    goal: Literal["min", "max"] | None
     description: str = ""
+    unit: str = ""
 
 
 class Task(abc.ABC):
@@ -73,7 +75,7 @@ class Task(abc.ABC):
     family: ClassVar[str] = "other"
     #: One line saying what the task is.
     description: ClassVar[str] = ""
-    #: Metrics `evaluate` returns, with their direction. The first is the headline metric.
+    #: Every metric `evaluate` returns, with its goal and unit. The first is the headline metric.
     metrics: ClassVar[tuple[MetricInfo, ...]] = ()
 
     # -- parameters -----------------------------------------------------------------------
@@ -95,8 +97,9 @@ class Task(abc.ABC):
         """The minibatch each member sees at `step`; depends only on (seed, step)."""
 
     @abc.abstractmethod
-    def eval_batch(self, seeds: Tensor) -> MemberBatch:
-        """Data for `evaluate` (full train / held-out sets, or per-member instances)."""
+    def eval_batch(self, seeds: Tensor, step: int) -> MemberBatch:
+        """Data for `evaluate` at `step` (full train / held-out sets, per-member instances, the
+        continual tasks' current stage); depends only on (seed, step)."""
 
     @abc.abstractmethod
     def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
@@ -106,10 +109,6 @@ class Task(abc.ABC):
     def to(self, device: torch.device | str) -> Task:
         """Move any data the task holds to `device` (default: nothing to move)."""
         return self
-
-    def settings(self) -> dict[str, Any]:
-        """The task's settings (its keyword arguments), as stored with every run."""
-        return {k: getattr(self, k) for k in settings_signature(type(self))}
 
     def metadata(self) -> dict[str, Any]:
         """Facts about the task's data that runs should record beside the settings.
@@ -121,14 +120,15 @@ class Task(abc.ABC):
         """
         return {}
 
+    def batches_per_epoch(self) -> int | None:
+        """Minibatches in one pass over the training data (data size // batch size), or None
+        where there is no finite data set (synthetic functions). Line searches that schedule
+        their step size per epoch (sgd_armijo's `n_batches_per_epoch`) take their default here."""
+        return None
+
     def num_params(self) -> int:
         return sum(t.numel() for t in self.init_params(0).values())
 
-    def headline_metric(self) -> MetricInfo:
-        return self.metrics[0]
-
-    def metric_info(self, name: str) -> MetricInfo | None:
-        return next((m for m in self.metrics if m.name == name), None)
 
 
 class TaskSettingError(OptiscopeError, ValueError):
@@ -139,16 +139,6 @@ def require(ok: bool, task: str, setting: str, expected: str, got: Any) -> None:
     """Raise TaskSettingError unless `ok`: "task 'NAME': setting 'FIELD' must be EXPECTED (got X)"."""
     if not ok:
         raise TaskSettingError(f"task '{task}': setting '{setting}' must be {expected} (got {got!r})")
-
-
-def settings_signature(task_cls: type[Task]) -> dict[str, inspect.Parameter]:
-    """The keyword arguments a task class accepts, from its ``__init__`` signature."""
-    sig = inspect.signature(task_cls.__init__)
-    return {
-        n: p
-        for n, p in sig.parameters.items()
-        if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
 
 
 def check_roles(task: Task, params: Mapping[str, Tensor]) -> None:

@@ -15,10 +15,10 @@ tasks seen so far (`avg_acc`) and the accuracy on the newest task (`plasticity`)
 needs the history of those curves, so it is computed afterwards from the stored per-task
 accuracy curves with `forgetting_curves` / `stage_accuracy_matrix` / `final_forgetting` below.
 
-Why the stage is a small mutable tensor: `eval_batch(seeds)` is not told the step, so the task
-remembers, per set of seeds, the stage of the last batch it handed out, in a 0-d tensor that
-`train_batch` updates in place. The loop trainer builds its evaluation batch once per member and
-still sees the current stage, because it holds that same tensor.
+The stage is a function of the step alone: `eval_batch(seeds, step)`, called after `step` training
+steps, hands `evaluate` the stage the last of them trained on, stage(max(step - 1, 0)), as a 0-d
+tensor; so the evaluation at the end of stage l, step (l+1) * steps_per_stage, still reports
+stage l, and every trainer (ensemble, per member, resumed from a checkpoint) sees the same.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from optiscope.tasks.vision import mnist1d_arrays
 
 def continual_metrics(n_tasks: int) -> tuple[MetricInfo, ...]:
     return (
-        MetricInfo("avg_acc", "max", "mean test accuracy over the tasks seen so far"),
-        MetricInfo("plasticity", "max", "test accuracy on the task being trained now"),
-        *(MetricInfo(f"acc_task{k}", "max", f"test accuracy on task {k}") for k in range(n_tasks)),
+        MetricInfo("avg_acc", "max", "mean test accuracy over the tasks seen so far", "fraction"),
+        MetricInfo("plasticity", "max", "test accuracy on the task being trained now", "fraction"),
+        *(MetricInfo(f"acc_task{k}", "max", f"test accuracy on task {k}", "fraction") for k in range(n_tasks)),
     )
 
 
@@ -117,16 +117,13 @@ class ContinualTask(Task):
             require(self.batch_size <= len(x), self.name, "batch_size", f"<= {len(x)} (smallest stage)", self.batch_size)
         self.samplers = [EpochSampler(len(x), self.batch_size) for x, _ in train]
         self.metrics = continual_metrics(self.n_tasks)
-        self._stages: dict[tuple[int, ...], Tensor] = {}
 
     def stage(self, step: int) -> int:
         return min(step // self.steps_per_stage, self.n_tasks - 1)
 
-    def _stage_tensor(self, seeds: Tensor) -> Tensor:
-        key = tuple(int(s) for s in seeds.reshape(-1).tolist())
-        if key not in self._stages:
-            self._stages[key] = torch.zeros((), dtype=torch.int64, device=self.test_x.device)
-        return self._stages[key]
+    def batches_per_epoch(self) -> int | None:
+        """Batches per pass over one stage's data (stages differ in size: the first stage's)."""
+        return self.samplers[0].batches_per_epoch
 
     def init_params(self, seed: int) -> Params:
         return init_mlp(member_generator(seed, "init"), [self.n_inputs] + [self.hidden] * self.depth + [10])
@@ -142,15 +139,16 @@ class ContinualTask(Task):
 
     def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
         k = self.stage(step)
-        self._stage_tensor(seeds).fill_(k)
         x, y = self.train_sets[k]
         idx = self.samplers[k].indices(seeds, step).to(x.device)
         return MemberBatch(per_member={"x": x[idx], "y": y[idx]})
 
-    def eval_batch(self, seeds: Tensor) -> MemberBatch:
+    def eval_batch(self, seeds: Tensor, step: int) -> MemberBatch:
+        last_trained = self.stage(max(step - 1, 0))
+        stage = torch.tensor(last_trained, dtype=torch.int64, device=self.test_x.device)
         return MemberBatch(
             shared={"test_x": self.test_x, "test_y": self.test_y, "test_mask": self.test_mask,
-                    "stage": self._stage_tensor(seeds)}
+                    "stage": stage}
         )
 
     def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
@@ -169,7 +167,6 @@ class ContinualTask(Task):
     def to(self, device: torch.device | str) -> ContinualTask:
         self.train_sets = [(x.to(device), y.to(device)) for x, y in self.train_sets]
         self.test_x, self.test_y, self.test_mask = (t.to(device) for t in (self.test_x, self.test_y, self.test_mask))
-        self._stages = {k: v.to(device) for k, v in self._stages.items()}
         return self
 
 

@@ -12,52 +12,64 @@ Data: scikit-learn's bundled sets (diabetes, breast cancer, digits: shipped with
 synthetic sets drawn from `data_seed`. The problem is the same for every member; a member's seed
 sets its initialisation and its minibatch order.
 """
-
 from __future__ import annotations
 
 from functools import lru_cache
 
 import numpy as np
-import scipy.optimize
-import scipy.special
 import torch
 import torch.nn.functional as F
-from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
-from optiscope.tasks.data import EpochSampler, member_generator
+from optiscope.tasks.base import Batch, MetricInfo, Params, require
+from optiscope.tasks.convex_data import (  # noqa: F401  (re-exported: older import paths)
+    BINARY_SETS,
+    binary_dataset,
+    rbf_kernel,
+    separable_classification,
+    synthetic_regression,
+    vaswani_factorization,
+)
+from optiscope.tasks.data import member_generator
+from optiscope.tasks.dataset import DatasetTask
 from optiscope.tasks.layers import init_linear
+from optiscope.tasks.optima import (  # noqa: F401  (re-exported: older import paths)
+    as_float32,
+    is_linearly_separable,
+    least_squares_optimum,
+    logistic_optimum,
+    reduced_rank_regression_optimum,
+    softmax_optimum,
+)
 from optiscope.tasks.registry import register_task
 from optiscope.tasks.sklearn_data import load_bundled, split, standardize
 
-GAP = MetricInfo("f_gap", "min", "suboptimality f(w) - f* of the full training objective")
+GAP = MetricInfo("f_gap", "min", "suboptimality f(w) - f* of the full training objective", "")
 LOSS = MetricInfo("loss", "min", "full training objective f(w) (data term + l2 term)")
-TRAIN_ACC = MetricInfo("train_acc", "max", "accuracy on the training split")
-TEST_ACC = MetricInfo("test_acc", "max", "accuracy on the held-out split")
+TRAIN_ACC = MetricInfo("train_acc", "max", "accuracy on the training split", "fraction")
+TEST_ACC = MetricInfo("test_acc", "max", "accuracy on the held-out split", "fraction")
 
 
-class ConvexTask(Task):
-    """Shared machinery: fixed data, seeded minibatches, full-objective evaluation against f*."""
+class ConvexTask(DatasetTask):
+    """A fixed data set, seeded minibatches, full-objective evaluation against f*."""
 
     family = "convex"
     metrics = (GAP, LOSS)
-    batch_size: int
     f_star: float
 
     def _set_data(
-        self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None
+        self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None, **eval_tensors: Tensor,
     ) -> None:
+        """numpy arrays to float32 tensors (integer labels stay int64), then `set_data`."""
         ydtype = torch.int64 if np.issubdtype(np.asarray(y).dtype, np.integer) else torch.float32
-        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        self.y = torch.as_tensor(np.asarray(y)).to(ydtype)
-        self.x_test = None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32)
-        self.y_test = None if y_test is None else torch.as_tensor(np.asarray(y_test)).to(ydtype)
-        require(
-            self.batch_size <= len(self.x), self.name, "batch_size",
-            f"<= the {len(self.x)} training examples", self.batch_size,
+        self.set_data(
+            torch.as_tensor(np.asarray(x), dtype=torch.float32),
+            torch.as_tensor(np.asarray(y)).to(ydtype),
+            x_test=None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32),
+            y_test=None if y_test is None else torch.as_tensor(np.asarray(y_test)).to(ydtype),
+            **eval_tensors,
         )
-        self.sampler = EpochSampler(len(self.x), self.batch_size)
 
     def objective(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         """Mean data term over (x, y) plus the regulariser; the thing f* minimises on the train set."""
@@ -69,214 +81,14 @@ class ConvexTask(Task):
     def loss(self, params: Params, batch: Batch) -> Tensor:
         return self.objective(params, batch["x"], batch["y"])
 
-    def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
-        idx = self.sampler.indices(seeds, step).to(self.x.device)
-        return MemberBatch(per_member={"x": self.x[idx], "y": self.y[idx]})
-
-    def eval_batch(self, seeds: Tensor) -> MemberBatch:
-        shared = {"x": self.x, "y": self.y}
-        if self.x_test is not None:
-            shared |= {"x_test": self.x_test, "y_test": self.y_test}
-        return MemberBatch(shared=shared)
-
     def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
         full = self.objective(params, batch["x"], batch["y"])
         return {"f_gap": full - self.f_star, "loss": full, **self.extra_metrics(params, batch)}
-
-    def to(self, device: torch.device | str) -> ConvexTask:
-        for k in ("x", "y", "x_test", "y_test"):
-            v = getattr(self, k)
-            if v is not None:
-                setattr(self, k, v.to(device))
-        return self
 
 
 def _linear_init(seed: int, fan_in: int, fan_out: int, bias: bool) -> Params:
     w, b = init_linear(member_generator(seed, "init"), fan_in, fan_out, bias=bias)
     return {"weight": w} | ({"bias": b} if b is not None else {})  # type: ignore[dict-item]
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference optima (float64, numpy/scipy only)
-# ---------------------------------------------------------------------------------------------
-
-
-@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
-def least_squares_optimum(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
-    """min_{w,b} 1/2 mean (x w + b - y)^2 + l2/2 ||w||^2 in closed form; returns (f*, [w, b])."""
-    n, d = x.shape
-    a = np.hstack([x, np.ones((n, 1))])
-    if l2 == 0:
-        theta = np.linalg.lstsq(a, y, rcond=None)[0]
-    else:
-        reg = l2 * np.diag(np.r_[np.ones(d), 0.0])
-        theta = np.linalg.solve(a.T @ a / n + reg, a.T @ y / n)
-    r = a @ theta - y
-    return float(0.5 * np.mean(r * r) + 0.5 * l2 * theta[:d] @ theta[:d]), theta
-
-
-def is_linearly_separable(phi: np.ndarray, y01: np.ndarray, bias: bool) -> bool:
-    """Whether some (w, b) gives every point margin >= 1: an LP feasibility problem (HiGHS)."""
-    s = 2.0 * y01 - 1.0
-    a = phi if not bias else np.hstack([phi, np.ones((len(phi), 1))])
-    res = scipy.optimize.linprog(
-        np.zeros(a.shape[1]), A_ub=-(s[:, None] * a), b_ub=-np.ones(len(a)),
-        bounds=[(None, None)] * a.shape[1], method="highs",
-    )
-    return res.status == 0
-
-
-@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
-def logistic_optimum(phi: np.ndarray, y01: np.ndarray, l2: float, bias: bool) -> float:
-    """min of mean softplus(z) - y z + l2/2 ||w||^2, z = phi w (+ b), in float64.
-
-    Separable data with l2 = 0 has infimum 0, approached as ||w|| -> infinity (checked by LP).
-    Otherwise scipy's L-BFGS, then Newton steps (cheap Hessian) to machine precision.
-    """
-    n, d = phi.shape
-    if l2 == 0 and is_linearly_separable(phi, y01, bias):
-        return 0.0
-    a = np.hstack([phi, np.ones((n, 1))]) if bias else phi
-    mask = np.r_[np.ones(d), np.zeros(a.shape[1] - d)]
-
-    def fun(t: np.ndarray) -> tuple[float, np.ndarray]:
-        z = a @ t
-        f = np.mean(np.logaddexp(0.0, z) - y01 * z) + 0.5 * l2 * np.sum(mask * t * t)
-        g = a.T @ (scipy.special.expit(z) - y01) / n + l2 * mask * t
-        return float(f), g
-
-    t = scipy.optimize.minimize(
-        fun, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B",
-        options={"maxiter": 50_000, "ftol": 1e-15, "gtol": 1e-12},
-    ).x
-    for _ in range(5):
-        p = scipy.special.expit(a @ t)
-        h = (a.T * (p * (1 - p))) @ a / n + l2 * np.diag(mask) + 1e-14 * np.eye(a.shape[1])
-        t = t - np.linalg.solve(h, fun(t)[1])
-    return fun(t)[0]
-
-
-@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
-def softmax_optimum(x: np.ndarray, y: np.ndarray, classes: int, l2: float) -> float:
-    """min over (W, b) of mean cross-entropy + l2/2 ||W||_F^2, scipy L-BFGS in float64."""
-    n, d = x.shape
-    onehot = np.eye(classes)[y]
-
-    def fun(t: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = t[: classes * d].reshape(classes, d), t[classes * d :]
-        z = x @ w.T + b
-        lse = scipy.special.logsumexp(z, axis=1)
-        f = np.mean(lse - np.sum(z * onehot, 1)) + 0.5 * l2 * np.sum(w * w)
-        p = np.exp(z - lse[:, None]) - onehot
-        gw = p.T @ x / n + l2 * w
-        return float(f), np.r_[gw.ravel(), p.mean(0)]
-
-    t = scipy.optimize.minimize(
-        fun, np.zeros(classes * (d + 1)), jac=True, method="L-BFGS-B",
-        options={"maxiter": 5_000, "ftol": 1e-10, "gtol": 1e-5},
-    ).x
-    # Newton polish with the exact Hessian, sum_i (diag p_i - p_i p_i^T) kron [x_i, 1][x_i, 1]^T.
-    a = np.hstack([x, np.ones((n, 1))])
-    for _ in range(6):
-        w, b = t[: classes * d].reshape(classes, d), t[classes * d :]
-        z = x @ w.T + b
-        p = np.exp(z - scipy.special.logsumexp(z, axis=1, keepdims=True))
-        cov = np.einsum("ic,ce->ice", p, np.eye(classes)) - np.einsum("ic,ie->ice", p, p)
-        h = np.zeros((classes, d + 1, classes, d + 1))
-        for c in range(classes):
-            for e in range(c, classes):
-                h[c, :, e, :] = h[e, :, c, :] = (a * cov[:, c, e, None]).T @ a / n
-        h = h.reshape(classes * (d + 1), classes * (d + 1))
-        h += l2 * np.diag(np.tile(np.r_[np.ones(d), 0.0], classes))
-        # parameters are ordered [W (c, d) row-major, b (c)]; reorder the (c, d+1) Hessian to match
-        order = np.r_[
-            (np.arange(classes)[:, None] * (d + 1) + np.arange(d)[None, :]).ravel(),
-            np.arange(classes) * (d + 1) + d,
-        ]
-        h = h[np.ix_(order, order)] + 1e-12 * np.eye(len(order))
-        t = t - np.linalg.solve(h, fun(t)[1])
-    return fun(t)[0]
-
-
-@threadpool_limits.wrap(limits=1)  # small dense problems: BLAS threads only contend
-def reduced_rank_regression_optimum(x: np.ndarray, y: np.ndarray, rank: int) -> float:
-    """min over B with rank(B) <= rank of ||Y - X B^T||_F^2 (unnormalised), float64.
-
-    ||Y - X B^T||^2 = ||Y - X B_ols^T||^2 + ||(B_ols - B) L||^2 with X^T X = L L^T, and the second
-    term's minimum is the tail of the squared singular values of B_ols L (Eckart-Young).
-    """
-    b_ols = np.linalg.lstsq(x, y, rcond=None)[0].T
-    resid = y - x @ b_ols.T
-    chol = np.linalg.cholesky(x.T @ x)
-    s = np.linalg.svd(b_ols @ chol, compute_uv=False)
-    return float(np.sum(resid * resid) + np.sum(s[rank:] ** 2))
-
-
-def as_float32(a: np.ndarray) -> np.ndarray:
-    """The float64 values of `a` rounded to float32: the data the task actually trains on, so
-    that f* is the optimum of the training objective and not of a slightly different one."""
-    return np.asarray(a, np.float32).astype(np.float64)
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def synthetic_regression(
-    n: int, dim: int, condition: float, noise: float, data_seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """X with centred orthogonal columns and X^T X / n = diag(s), s log-spaced in [1/condition, 1]."""
-    rng = np.random.default_rng(data_seed)
-    z = rng.standard_normal((n, dim))
-    q, _ = np.linalg.qr(z - z.mean(0))
-    s = np.logspace(0, -np.log10(condition), dim)
-    x = q * np.sqrt(n * s)
-    w_true = rng.standard_normal(dim)
-    return x, x @ w_true + noise * rng.standard_normal(n)
-
-
-@lru_cache(maxsize=8)
-def separable_classification(
-    n: int, dim: int, margin: float, data_seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Linearly separable points (Vaswani et al.'s synthetic set, our reading): Gaussian x, labels
-    from a random unit w*, points with |<w*, x>| < margin rejected."""
-    rng = np.random.default_rng(data_seed)
-    w = rng.standard_normal(dim)
-    w /= np.linalg.norm(w)
-    xs: list[np.ndarray] = []
-    while sum(len(a) for a in xs) < n:
-        cand = rng.standard_normal((2 * n, dim))
-        xs.append(cand[np.abs(cand @ w) >= margin])
-    x = np.concatenate(xs)[:n]
-    return x, (x @ w > 0).astype(np.int64)
-
-
-BINARY_SETS = ("breast-cancer", "digits-binary", "separable")
-
-
-def binary_dataset(
-    task: str, dataset: str, data_seed: int, n_samples: int, dim: int, margin: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised train/test split of a binary set; labels 0/1.
-
-    digits-binary is scikit-learn's digits labelled odd (1) vs even (0).
-    """
-    require(dataset in BINARY_SETS, task, "dataset", f"one of {BINARY_SETS}", dataset)
-    if dataset == "breast-cancer":
-        x, y = load_bundled("breast-cancer")
-    elif dataset == "digits-binary":
-        x, y = load_bundled("digits")
-        y = y % 2
-    else:
-        x, y = separable_classification(n_samples, dim, margin, data_seed)
-        xtr, ytr, xte, yte = split(x, y, 0.2, data_seed)
-        return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
-    xtr, ytr, xte, yte = split(x, y.astype(np.int64), 0.2, data_seed)
-    xtr, xte = standardize(xtr, xte)
-    return xtr, ytr, xte, yte
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,12 +216,6 @@ class LogisticRegression(_BinaryClassifier):
         self._set_data(xtr, ytr, xte, yte)
 
 
-def rbf_kernel(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
-    """K = exp(-||a - b||^2 / (2 sigma^2)) (Vaswani et al.'s kernel features)."""
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.exp(-np.maximum(d2, 0.0) / (2 * sigma**2))
-
-
 @register_task
 class KernelLogistic(_BinaryClassifier):
     """Kernel logistic regression as in Vaswani et al. (2019): a bias-free linear model on RBF
@@ -505,15 +311,6 @@ def _softmax_star(data_seed: int, l2: float) -> float:
     x, y = load_bundled("digits")
     xtr, ytr, _, _ = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
     return softmax_optimum(as_float32(xtr), ytr, 10, l2)
-
-
-@lru_cache(maxsize=8)
-def vaswani_factorization(n: int, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Vaswani et al.'s matrix-factorisation data: A = linspace(1, 1e-10, 10)[:, None] * U(0,1)^(10x6),
-    inputs x ~ N(0, I_6) (rows), targets A x; returns (inputs (n, 6), A (10, 6))."""
-    rng = np.random.default_rng(data_seed)
-    a = np.linspace(1.0, 1e-10, 10)[:, None] * rng.random((10, 6))
-    return rng.standard_normal((n, 6)), a
 
 
 @register_task

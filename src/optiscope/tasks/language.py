@@ -83,9 +83,9 @@ class ByteTransformer(Task):
     family = "language"
     description = "byte-level pre-norm GPT (2-4 layers) on the Python stdlib sources or a corpus file"
     metrics = (
-        MetricInfo("val_loss", "min", "validation cross-entropy, nats per byte"),
-        MetricInfo("val_bpb", "min", "validation bits per byte (val_loss / ln 2)"),
-        MetricInfo("train_loss", "min", "cross-entropy on fixed training windows, nats per byte"),
+        MetricInfo("val_loss", "min", "validation cross-entropy per byte", "nats"),
+        MetricInfo("val_bpb", "min", "validation bits per byte (val_loss / ln 2)", "bits"),
+        MetricInfo("train_loss", "min", "cross-entropy per byte on fixed training windows", "nats"),
     )
 
     def __init__(
@@ -225,7 +225,11 @@ class ByteTransformer(Task):
         starts = torch.linspace(0, len(tokens) - self.context - 1, self.eval_windows).long()
         return tokens[starts.to(tokens.device)[:, None] + torch.arange(self.context + 1, device=tokens.device)]
 
-    def eval_batch(self, seeds: Tensor) -> MemberBatch:
+    def batches_per_epoch(self) -> int | None:
+        """Batches that see as many bytes as the training split (windows are drawn at random)."""
+        return max(1, len(self.train_tokens) // (self.batch_size * self.context))
+
+    def eval_batch(self, seeds: Tensor, step: int) -> MemberBatch:
         return MemberBatch(
             shared={"val": self._fixed_windows(self.val_tokens), "train": self._fixed_windows(self.train_tokens)}
         )

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from optiscope.tasks.base import Batch, MetricInfo, Params, require
-from optiscope.tasks.convex import GAP, LOSS, ConvexTask, as_float32, reduced_rank_regression_optimum
+from optiscope.tasks.convex import GAP, LOSS, ConvexTask
+from optiscope.tasks.optima import as_float32, reduced_rank_regression_optimum
 from optiscope.tasks.data import member_generator
 from optiscope.tasks.layers import init_linear
 from optiscope.tasks.registry import register_task
@@ -186,8 +187,7 @@ class MatrixSensing(ConvexTask):
         require(init_scale > 0, name, "init_scale", "> 0", init_scale)
         a, y, m = sensing_problem(dim, true_rank, n_measurements, data_seed)
         self.f_star = 0.0
-        self.target = torch.as_tensor(m, dtype=torch.float32)
-        self._set_data(a, y)
+        self._set_data(a, y, target=torch.as_tensor(m, dtype=torch.float32))
 
     def init_params(self, seed: int) -> Params:
         gen = member_generator(seed, "init")
@@ -200,11 +200,6 @@ class MatrixSensing(ConvexTask):
         u = params["factor"]
         pred = (x * (u @ u.T)).sum((-1, -2))
         return 0.5 * ((pred - y) ** 2).mean()
-
-    def eval_batch(self, seeds: Tensor):
-        batch = super().eval_batch(seeds)
-        batch.shared["target"] = self.target.to(self.x.device)
-        return batch
 
     def extra_metrics(self, params: Params, batch: Batch) -> dict[str, Tensor]:
         u = params["factor"]

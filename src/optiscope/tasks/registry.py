@@ -1,10 +1,17 @@
-"""Task names -> classes, and construction from config settings with validation."""
+"""Task names -> classes, user tasks by import path, and construction with validated settings.
+
+A name is a registered task ("himmelblau") or an import path "package.module:factory" to a
+callable that takes keyword settings and returns a `Task` (see tasks/module_task.py for the
+protocol); either way the keyword arguments of its signature are the settings a config may set.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from optiscope.errors import unknown_name
+from optiscope.errors import OptiscopeError, unknown_name
 from optiscope.settings import validate_settings
 from optiscope.tasks.base import Task
 
@@ -20,18 +27,49 @@ def register_task(cls: T) -> T:
     return cls
 
 
+def is_import_path(name: str) -> bool:
+    return ":" in name
+
+
 def task_class(name: str) -> type[Task]:
+    """The registered class of task `name` (import-path tasks have none: see `task_factory`)."""
     _load_builtin_tasks()
     if name not in TASKS:
         raise unknown_name("task", name, TASKS)
     return TASKS[name]
 
 
+def task_factory(name: str) -> Callable[..., Task]:
+    """What builds task `name` from keyword settings: its class, or the imported callable."""
+    if not is_import_path(name):
+        return task_class(name)
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OptiscopeError(f"task '{name}': cannot import module '{module_name}' ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise OptiscopeError(f"task '{name}': module '{module_name}' has no callable '{attr}'")
+    return factory
+
+
+def settings_function(name: str) -> Callable[..., Any]:
+    """The callable whose keyword arguments are task `name`'s settings."""
+    factory = task_factory(name)
+    return factory.__init__ if isinstance(factory, type) else factory
+
+
 def make_task(name: str, **settings: Any) -> Task:
     """Build task `name` with `settings`, checked against its signature (errors name the field)."""
-    cls = task_class(name)
-    checked = validate_settings("task", name, cls.__init__, settings)
-    return cls(**checked)
+    factory = task_factory(name)
+    checked = validate_settings("task", name, settings_function(name), settings)
+    task = factory(**checked)
+    if not isinstance(task, Task):
+        raise OptiscopeError(f"task '{name}' returned {type(task).__name__}, not an optiscope Task")
+    if is_import_path(name):
+        task.name = name  # type: ignore[misc]  (tables and errors show the path the config wrote)
+    return task
 
 
 def _load_builtin_tasks() -> None:

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
-from optiscope.tasks.data import EpochSampler, member_generator
+from optiscope.tasks.base import Batch, MetricInfo, Params, require
+from optiscope.tasks.data import member_generator
+from optiscope.tasks.dataset import DatasetTask
 from optiscope.tasks.layers import (
     classification_metrics,
     init_conv,
@@ -35,10 +36,10 @@ from optiscope.tasks.sklearn_data import digits_images
 from optiscope.tasks.torchvision_format import load_cifar10, load_mnist
 
 CLASSIFICATION_METRICS = (
-    MetricInfo("test_acc", "max", "accuracy on the held-out split"),
-    MetricInfo("test_loss", "min", "cross-entropy on the held-out split"),
-    MetricInfo("train_loss", "min", "cross-entropy on the whole training split"),
-    MetricInfo("train_acc", "max", "accuracy on the whole training split"),
+    MetricInfo("test_acc", "max", "accuracy on the held-out split", "fraction"),
+    MetricInfo("test_loss", "min", "cross-entropy on the held-out split", "nats"),
+    MetricInfo("train_loss", "min", "cross-entropy on the whole training split", "nats"),
+    MetricInfo("train_acc", "max", "accuracy on the whole training split", "fraction"),
 )
 
 
@@ -78,16 +79,14 @@ def mnist1d_arrays(num_samples: int = 5000, data_seed: int = 42) -> dict[str, np
     return arrays
 
 
-class ClassificationTask(Task):
-    """Shared machinery: a training set sampled per member, full-set evaluation, CE loss."""
+class ClassificationTask(DatasetTask):
+    """A classifier on a fixed data set: CE loss, accuracy and CE on the train and test splits."""
 
     family = "vision"
     metrics = CLASSIFICATION_METRICS
-    batch_size: int
 
     def _set_data(self, x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor) -> None:
-        self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
-        self.sampler = EpochSampler(len(x), self.batch_size)
+        self.set_data(x, y, x_test=x_test, y_test=y_test)
 
     def logits(self, params: Params, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -95,24 +94,11 @@ class ClassificationTask(Task):
     def loss(self, params: Params, batch: Batch) -> Tensor:
         return F.cross_entropy(self.logits(params, batch["x"]), batch["y"])
 
-    def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
-        idx = self.sampler.indices(seeds, step).to(self.x.device)
-        return MemberBatch(per_member={"x": self.x[idx], "y": self.y[idx]})
-
-    def eval_batch(self, seeds: Tensor) -> MemberBatch:
-        return MemberBatch(
-            shared={"x": self.x, "y": self.y, "x_test": self.x_test, "y_test": self.y_test}
-        )
-
     def evaluate(self, params: Params, batch: Batch) -> dict[str, Tensor]:
         return {
             **classification_metrics(self.logits(params, batch["x_test"]), batch["y_test"], "test"),
             **classification_metrics(self.logits(params, batch["x"]), batch["y"], "train"),
         }
-
-    def to(self, device: torch.device | str) -> ClassificationTask:
-        self._set_data(*(t.to(device) for t in (self.x, self.y, self.x_test, self.y_test)))
-        return self
 
 
 @register_task

@@ -1,0 +1,35 @@
+"""A user's own model and data, outside the package: what `name = "user_model:make_task"` in a
+config builds (tests put this folder on sys.path)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from optiscope.tasks import ModuleTask
+
+
+class SmallNet(nn.Module):
+    """An ordinary nn.Module: Linear -> LayerNorm -> tanh -> Linear."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.inp = nn.Linear(8, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.norm(self.inp(x))))
+
+
+def data() -> tuple[torch.Tensor, ...]:
+    """Three Gaussian classes in 8 dimensions, 96 train / 48 test points (fixed generator)."""
+    gen = torch.Generator().manual_seed(123)
+    centres = 2.0 * torch.randn(3, 8, generator=gen)
+    y = torch.arange(144) % 3
+    x = centres[y] + torch.randn(144, 8, generator=gen)
+    return x[:96], y[:96], x[96:], y[96:]
+
+
+def make_task(*, hidden: int = 16, batch_size: int = 16) -> ModuleTask:
+    return ModuleTask(lambda: SmallNet(hidden), *data(), batch_size=batch_size)
