@@ -83,7 +83,9 @@ def test_third_party_optimizer_runs_in_loop_mode_beside_builtins(tmp_path):
     run_experiment(cfg, store)
     modes = dict(store.query("SELECT optimizer, any_value(mode) FROM runs GROUP BY 1")[1])
     assert modes == {"adam": "ensemble", "torch.optim:Adam": "loop"}
-    # Same algorithm, same seeds and data order: the two modes agree closely.
+    # Same algorithm, same seeds and data order: the two modes agree closely. 20 free-running
+    # steps, measured relative gap of train_loss at most 2.1e-7 at steps 0, 10, 20 (ATEN_CPU_CAPABILITY
+    # default / avx2 / avx512 x 1 and 2 threads): rtol 1e-4 leaves a margin of about 500x.
     d = store.fetch(
         "SELECT r.optimizer, r.seed, m.value FROM metrics m JOIN runs r USING (run_id) "
         "WHERE m.name = 'train_loss' AND m.step = 20 ORDER BY r.optimizer, r.seed"

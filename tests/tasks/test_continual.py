@@ -90,6 +90,11 @@ def test_evaluate_tracks_the_stage_in_ensemble_and_loop_mode():
             got = cols["value"][sel][np.argsort(cols["member"][sel])]
             assert len(got) == 2
             if want is not None:
+                # Accuracies after 3 steps flip only if a test example's top-2 logit gap is
+                # crossed: the smallest gap is 4.3e-3 while the two modes' parameters and logits
+                # measured bitwise equal (ATEN_CPU_CAPABILITY default / avx2 / avx512 x 1 and 2
+                # threads); the logits are at most 0.38, so float32 rounding moves them by ~1e-7,
+                # a margin of over 10000x.
                 assert np.allclose(got, want.numpy(), atol=1e-5), name
     at0 = {n: cols["value"][(cols["name"] == n) & (cols["step"] == 0)] for n in ("avg_acc", "acc_task0", "plasticity")}
     assert np.allclose(at0["avg_acc"], at0["acc_task0"]) and np.allclose(at0["plasticity"], at0["acc_task0"])

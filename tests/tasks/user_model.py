@@ -22,6 +22,23 @@ class SmallNet(nn.Module):
         return self.out(torch.tanh(self.norm(self.inp(x))))
 
 
+class ConvNet(nn.Module):
+    """Conv1d -> GroupNorm -> ReLU -> Linear -> ReLU -> Linear, on the 8 inputs as a 1-channel signal."""
+
+    def __init__(self, channels: int = 4, hidden: int = 10):
+        super().__init__()
+        self.conv = nn.Conv1d(1, channels, kernel_size=3, padding=1)
+        self.norm = nn.GroupNorm(2, channels)
+        self.act1 = nn.ReLU()
+        self.fc = nn.Linear(channels * 8, hidden)
+        self.act2 = nn.ReLU()
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act1(self.norm(self.conv(x.unsqueeze(-2))))
+        return self.out(self.act2(self.fc(h.flatten(-2))))
+
+
 def data() -> tuple[torch.Tensor, ...]:
     """Three Gaussian classes in 8 dimensions, 96 train / 48 test points (fixed generator)."""
     gen = torch.Generator().manual_seed(123)
@@ -33,3 +50,7 @@ def data() -> tuple[torch.Tensor, ...]:
 
 def make_task(*, hidden: int = 16, batch_size: int = 16) -> ModuleTask:
     return ModuleTask(lambda: SmallNet(hidden), *data(), batch_size=batch_size)
+
+
+def make_conv_task(*, channels: int = 4, hidden: int = 10, batch_size: int = 16) -> ModuleTask:
+    return ModuleTask(lambda: ConvNet(channels, hidden), *data(), batch_size=batch_size)

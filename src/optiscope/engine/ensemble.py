@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
-from optiscope.engine.trainer import ProbeHook, ProbeRunner, Trainer
+from optiscope.engine.trainer import ProbeRunner, StrategyTrainer
 from optiscope.optim.base import EnsembleOptimizer
 from optiscope.optim.roles import parameters_for
 from optiscope.tasks.base import MemberBatch, Params, Task
@@ -29,7 +29,12 @@ def stack_init(task: Task, seeds: list[int]) -> Params:
 
     Initialisation is defined per seed (`task.init_params(seed)`) so that the loop trainer and
     the ensemble agree exactly; it runs once per cell, so its loop is not on the hot path.
+    A task built from an `nn.Module` stacks its members itself (`torch.func.stack_module_state`,
+    PyTorch's model-ensembling recipe), bitwise equal to stacking `init_params` per seed.
     """
+    stacked = getattr(task, "stacked_init_params", None)
+    if stacked is not None:
+        return stacked(list(seeds))
     per_seed = [task.init_params(s) for s in seeds]
     return {k: torch.stack([p[k] for p in per_seed]) for k in per_seed[0]}
 
@@ -161,23 +166,11 @@ class EnsembleStep:
         self.func_evals = int(state.get("func_evals", 0))
 
 
-class EnsembleTrainer(Trainer):
+class EnsembleTrainer(StrategyTrainer):
     """Trains one cell as one ensemble on one device (the `Trainer` with an `EnsembleStep`)."""
 
     strategy: EnsembleStep
-
-    def __init__(
-        self,
-        task: Task,
-        optimizer_cls: type[EnsembleOptimizer],
-        hyperparameters: dict[str, Any],
-        seeds: list[int],
-        *,
-        device: str = "cpu",
-        probe_runner: ProbeHook | Sequence[ProbeHook] | None = None,
-    ):
-        step = EnsembleStep(task, optimizer_cls, hyperparameters, seeds, device=device)
-        super().__init__(step, seeds, probes=probe_runner)
+    step_cls = EnsembleStep
 
     @property
     def params(self) -> Params:

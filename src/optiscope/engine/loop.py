@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optiscope.engine.trainer import ProbeHook, Trainer
+from optiscope.engine.trainer import StrategyTrainer
 from optiscope.optim.roles import parameters_for
 from optiscope.tasks.base import Batch, Params, Task
 
@@ -161,23 +161,11 @@ class MemberLoopStep:
         self.time_s = [float(v) for v in state["time_s"]]
 
 
-class LoopTrainer(Trainer):
+class LoopTrainer(StrategyTrainer):
     """Trains a cell member by member (the `Trainer` with a `MemberLoopStep`)."""
 
     strategy: MemberLoopStep
-
-    def __init__(
-        self,
-        task: Task,
-        optimizer_cls: type[Optimizer],
-        hyperparameters: dict[str, Any],
-        seeds: list[int],
-        *,
-        device: str = "cpu",
-        probe_runner: ProbeHook | Sequence[ProbeHook] | None = None,
-    ):
-        step = MemberLoopStep(task, optimizer_cls, hyperparameters, seeds, device=device)
-        super().__init__(step, seeds, probes=probe_runner)
+    step_cls = MemberLoopStep
 
     @property
     def params(self) -> Params:

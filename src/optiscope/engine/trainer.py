@@ -251,6 +251,25 @@ class Trainer:
         self.step = int(state["step"])
 
 
+class StrategyTrainer(Trainer):
+    """A `Trainer` built from a cell's parts: its `step_cls` makes the strategy (one constructor for all)."""
+
+    step_cls: Callable[..., StepStrategy]
+
+    def __init__(
+        self,
+        task: Task,
+        optimizer_cls: type,
+        hyperparameters: dict[str, Any],
+        seeds: list[int],
+        *,
+        device: str = "cpu",
+        probe_runner: ProbeHook | Sequence[ProbeHook] | None = None,
+    ):
+        step = self.step_cls(task, optimizer_cls, hyperparameters, seeds, device=device)
+        super().__init__(step, seeds, probes=probe_runner)
+
+
 def _as_values(value: Any) -> Tensor | float:
     """A counter as MetricLog takes it: one number for all members, or a tensor of one each."""
     return torch.tensor(value) if isinstance(value, list) else float(value)

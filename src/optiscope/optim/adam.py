@@ -12,15 +12,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
+from optiscope.optim.base import EnsembleOptimizer
 from optiscope.optim.hyperparameters import (
-    Betas,
+    ADAM_FAMILY,
+    AMSGRAD,
+    DECOUPLED_WEIGHT_DECAY,
+    KEYWORD_ONLY,
+    MAXIMIZE,
+    Hyperparameter,
     HyperparameterError,
-    NonNegative,
-    checked,
+    declare,
     is_per_member,
+    without,
 )
-from optiscope.optim.transforms import AddDecayedWeights, ScaleByAdam
+from optiscope.optim.transforms import ScaleByAdam, decayed_chain
+
+#: None: fuse when it is the same algorithm and faster (see `Adam`).
+FUSED = Hyperparameter("fused", bool | None, None)
 
 
 class Adam(EnsembleOptimizer):
@@ -37,25 +45,17 @@ class Adam(EnsembleOptimizer):
     norm = "infinity (max-of-max): sign descent when betas = 0"
     reference = "torch.optim.Adam"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-3,
-        betas: Betas = (0.9, 0.999),
-        eps: NonNegative = 1e-8,
-        weight_decay: NonNegative = 0.0,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        decoupled_weight_decay: bool = False,
-        fused: bool | None = None,
-        ensemble_dims: int = 0,
-    ):
-        defaults = checked(Adam.__init__, locals())
-        del defaults["fused"]
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
-        self._fused = fused
-        if fused and not all(_fusable(p) for g in self.param_groups for p in g["params"]):
+    hyperparameters = declare(
+        ADAM_FAMILY, AMSGRAD, KEYWORD_ONLY, MAXIMIZE, DECOUPLED_WEIGHT_DECAY, FUSED
+    )
+
+    def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
+        self._fused = hp.pop("fused")  # a choice of kernel, not a setting of the update
+        return super().group_defaults(hp)
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        super().configure(params, given, ensemble_dims)
+        if self._fused and not all(_fusable(p) for g in self.param_groups for p in g["params"]):
             raise HyperparameterError(
                 "fused=True needs every parameter to be a float tensor on the CPU or a CUDA GPU"
             )
@@ -100,9 +100,7 @@ class Adam(EnsembleOptimizer):
         )
 
     def chain(self, group: dict[str, Any]):
-        if group["decoupled_weight_decay"]:
-            return chain(ScaleByAdam(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))
-        return chain(AddDecayedWeights(), ScaleByAdam(), ScaleByLearningRate())
+        return decayed_chain(ScaleByAdam(), group["decoupled_weight_decay"])
 
 
 class AdamW(Adam):
@@ -110,23 +108,10 @@ class AdamW(Adam):
 
     reference = "torch.optim.AdamW"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-3,
-        betas: Betas = (0.9, 0.999),
-        eps: NonNegative = 1e-8,
-        weight_decay: NonNegative = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        fused: bool | None = None,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-            decoupled_weight_decay=True, fused=fused, ensemble_dims=ensemble_dims,
-        )
+    hyperparameters = declare(
+        without(Adam.hyperparameters, "decoupled_weight_decay"), weight_decay=1e-2
+    )
+    fixed = {"decoupled_weight_decay": True}
 
 
 def _fusable(p: Tensor) -> bool:

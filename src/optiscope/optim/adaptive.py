@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import Betas, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    ADAM_FAMILY,
+    DECOUPLED_WEIGHT_DECAY,
+    EPS,
+    KEYWORD_ONLY,
+    LR,
+    MAXIMIZE,
+    TORCH_MOMENTUM,
+    WEIGHT_DECAY,
+    Hyperparameter,
+    NonNegative,
+    declare,
+)
 from optiscope.optim.transforms import (
     AddDecayedWeights,
     ScaleByAdagrad,
     ScaleByNAdam,
     ScaleByRMSprop,
+    decayed_chain,
 )
 
 
@@ -23,25 +35,13 @@ class NAdam(EnsembleOptimizer):
     norm = "infinity (max-of-max) with averaging, like Adam"
     reference = "torch.optim.NAdam"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 2e-3,
-        betas: Betas = (0.9, 0.999),
-        eps: NonNegative = 1e-8,
-        weight_decay: NonNegative = 0.0,
-        momentum_decay: NonNegative = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        maximize: bool = False,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(NAdam.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        ADAM_FAMILY, Hyperparameter("momentum_decay", NonNegative, 4e-3),
+        DECOUPLED_WEIGHT_DECAY, KEYWORD_ONLY, MAXIMIZE, lr=2e-3,
+    )
 
     def chain(self, group: dict[str, Any]):
-        if group["decoupled_weight_decay"]:
-            return chain(ScaleByNAdam(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))
-        return chain(AddDecayedWeights(), ScaleByNAdam(), ScaleByLearningRate())
+        return decayed_chain(ScaleByNAdam(), group["decoupled_weight_decay"])
 
 
 class Adagrad(EnsembleOptimizer):
@@ -50,19 +50,11 @@ class Adagrad(EnsembleOptimizer):
     norm = "diagonal adaptive (accumulated l2 per coordinate)"
     reference = "torch.optim.Adagrad"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-2,
-        lr_decay: NonNegative = 0.0,
-        weight_decay: NonNegative = 0.0,
-        initial_accumulator_value: NonNegative = 0.0,
-        eps: NonNegative = 1e-10,
-        *,
-        maximize: bool = False,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(Adagrad.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR, Hyperparameter("lr_decay", NonNegative, 0.0), WEIGHT_DECAY,
+        Hyperparameter("initial_accumulator_value", NonNegative, 0.0), EPS,
+        KEYWORD_ONLY, MAXIMIZE, lr=1e-2, eps=1e-10,
+    )
 
     def chain(self, group: dict[str, Any]):
         return chain(AddDecayedWeights(), ScaleByAdagrad(), ScaleByLearningRate())
@@ -74,20 +66,11 @@ class RMSprop(EnsembleOptimizer):
     norm = "diagonal adaptive (EMA of squared gradients)"
     reference = "torch.optim.RMSprop"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-2,
-        alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99,
-        eps: NonNegative = 1e-8,
-        weight_decay: NonNegative = 0.0,
-        momentum: NonNegative = 0.0,
-        centered: bool = False,
-        *,
-        maximize: bool = False,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(RMSprop.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR, Hyperparameter("alpha", Annotated[float, Field(ge=0.0, le=1.0)], 0.99), EPS,
+        WEIGHT_DECAY, TORCH_MOMENTUM, Hyperparameter("centered", bool, False),
+        KEYWORD_ONLY, MAXIMIZE, lr=1e-2,
+    )
 
     def chain(self, group: dict[str, Any]):
         return chain(AddDecayedWeights(), ScaleByRMSprop(), ScaleByLearningRate())

@@ -13,14 +13,21 @@ and a member that has passed keeps its step while the others shrink theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from optiscope.errors import OptiscopeError
 from optiscope.optim.base import EnsembleOptimizer
-from optiscope.optim.hyperparameters import AtLeastOne, Count, OpenFraction, Positive, checked
+from optiscope.optim.hyperparameters import (
+    AtLeastOne,
+    Count,
+    Hyperparameter,
+    OpenFraction,
+    Positive,
+    declare,
+)
 
 
 class SGDArmijo(EnsembleOptimizer):
@@ -31,20 +38,17 @@ class SGDArmijo(EnsembleOptimizer):
     grad_evals_per_step = "1 gradient + line-search trials as forward-only func_evals (counted)"
     needs_closure = True
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        init_step_size: Positive = 1.0,
-        c: OpenFraction = 0.1,
-        beta: OpenFraction = 0.9,
-        gamma: AtLeastOne = 2.0,
-        n_batches_per_epoch: Count = 500,
-        max_tries: Count = 100,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        hp = checked(SGDArmijo.__init__, locals())
-        super().__init__(params, {"lr": hp["init_step_size"], **hp}, ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        Hyperparameter("init_step_size", Positive, 1.0),
+        Hyperparameter("c", OpenFraction, 0.1),
+        Hyperparameter("beta", OpenFraction, 0.9),
+        Hyperparameter("gamma", AtLeastOne, 2.0),
+        Hyperparameter("n_batches_per_epoch", Count, 500),
+        Hyperparameter("max_tries", Count, 100),
+    )
+
+    def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": hp["init_step_size"], **super().group_defaults(hp)}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

@@ -16,7 +16,7 @@ global statistic computes it per member through the helpers on `StepContext`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,7 +26,14 @@ from torch.optim import Optimizer
 
 from optiscope.core import check_ensemble_dims, member_sq_norm, per_member, seeded_normal_like, seeded_uniform
 from optiscope.errors import OptiscopeError
-from optiscope.optim.hyperparameters import HyperparameterError, is_zero, member_value
+from optiscope.optim.hyperparameters import (
+    Declaration,
+    HyperparameterError,
+    checked,
+    is_zero,
+    member_value,
+    signature_of,
+)
 
 
 @dataclass(frozen=True)
@@ -144,11 +151,18 @@ def chain(*pieces: Transform) -> tuple[Transform, ...]:
 class EnsembleOptimizer(Optimizer):
     """Base class: an Optimizer whose per-tensor update is `self.chain(group)`.
 
-    Subclasses declare their hyperparameters (with ranges) in their signature, call
-    ``super().__init__(params, checked(Cls.__init__, locals()), ensemble_dims=...)`` and
-    implement `chain` (or `chain_for`, a partition by tensor). Class attributes describe the
-    optimizer for `optiscope list optimizers` and the store.
+    Subclasses list their hyperparameters in `hyperparameters` (see
+    optiscope.optim.hyperparameters.declare) and implement `chain` (or `chain_for`, a partition
+    by tensor); the class then gets an ``__init__`` whose signature is that declaration, which
+    validates the values and passes them to `configure`. (A subclass may instead write its own
+    ``__init__`` and call ``super().__init__(params, defaults, ensemble_dims=...)``.) Class
+    attributes describe the optimizer for `optiscope list optimizers` and the store.
     """
+
+    #: The hyperparameters a user sets, in signature order (becomes ``__init__``'s signature).
+    hyperparameters: ClassVar[Declaration] = ()
+    #: Group settings the class fixes rather than declares (AdamW: decoupled_weight_decay=True).
+    fixed: ClassVar[Mapping[str, Any]] = {}
 
     #: Norm whose steepest descent this optimizer is (with averaging off), for listings.
     norm: ClassVar[str] = "-"
@@ -175,6 +189,25 @@ class EnsembleOptimizer(Optimizer):
         #: noise is the same in an ensemble and in a loop run with seed i. The engines set it;
         #: in a user's own loop it defaults to seed 0, or to a `seed` hyperparameter if present.
         self.member_seeds: torch.Tensor | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.hyperparameters and "__init__" not in cls.__dict__:
+            init = _declared_init(cls)
+            cls.__init__ = init  # type: ignore[method-assign]
+            cls._settings_init = staticmethod(init)  # what `configure` checks against
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        """Build the optimizer from the user's hyperparameters `given` (every declared one, as
+        passed or defaulted); subclasses check combinations here before calling super."""
+        hp = checked(type(self)._settings_init, given)
+        defaults = self.group_defaults(hp)
+        EnsembleOptimizer.__init__(self, params, defaults, ensemble_dims=ensemble_dims)
+
+    def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
+        """The param-group defaults made from the checked hyperparameters (default: those and
+        the class's `fixed` settings)."""
+        return {**hp, **self.fixed}
 
     @property
     def ensemble_dims(self) -> int:
@@ -292,3 +325,23 @@ class EnsembleOptimizer(Optimizer):
             for t in pieces:
                 u = t.update(u.tensor() if isinstance(u, Scaled) else u, p, state, group, ctx)
             last.apply(u, p, state, group, ctx)
+
+
+def _declared_init(cls: type[EnsembleOptimizer]) -> Callable[..., None]:
+    """An ``__init__`` for `cls` whose signature is its `hyperparameters` declaration."""
+    signature = signature_of(cls.hyperparameters)
+
+    def __init__(self: EnsembleOptimizer, params: Iterable[Any], *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, params, *args, **kwargs)
+        bound.apply_defaults()
+        given = dict(bound.arguments)
+        del given["self"], given["params"]
+        self.configure(params, given, given.pop("ensemble_dims"))
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__annotations__ = {
+        p.name: p.annotation for p in signature.parameters.values() if p.annotation is not p.empty
+    }
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__module__ = cls.__module__
+    return __init__

@@ -19,14 +19,23 @@ reports the point basin hopping would return, not the unfinished local search.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
 from optiscope.errors import OptiscopeError
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import Count, NonNegative, Positive, checked
+from optiscope.optim.hyperparameters import (
+    LR,
+    NOISE_STD,
+    Count,
+    Hyperparameter,
+    NonNegative,
+    Positive,
+    declare,
+    without,
+)
 from optiscope.optim.noise import perturbed_closure
 from optiscope.optim.transforms import AddGaussianNoise, constant_noise
 
@@ -42,21 +51,16 @@ class BasinHopping(EnsembleOptimizer):
     grad_evals_per_step = "(hop_interval + 2) / (hop_interval + 1); counted"
     needs_closure = True
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.01,
-        hop_interval: Count = 20,
-        perturbation: NonNegative = 0.01,
-        local: Local = "nig",
-        noise_std: NonNegative = 0.01,
-        acceptance: Acceptance = "always",
-        temperature: Positive = 0.01,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        hp = checked(BasinHopping.__init__, locals())
-        super().__init__(params, hp, ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR,
+        Hyperparameter("hop_interval", Count, 20),
+        Hyperparameter("perturbation", NonNegative, 0.01),
+        Hyperparameter("local", Local, "nig"),
+        NOISE_STD,
+        Hyperparameter("acceptance", Acceptance, "always"),
+        Hyperparameter("temperature", Positive, 0.01),
+        lr=0.01,
+    )
 
     def chain(self, group: dict[str, Any]):
         """The local search: SGD, with gradient noise keyed on the hop counter for 'nig'."""
@@ -157,39 +161,12 @@ class BasinHopping(EnsembleOptimizer):
 class MonotonicBasinHopping(BasinHopping):
     """Monotonic basin hopping (Leary 2000): a hop is kept only if it lowers the loss."""
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 0.01,
-        hop_interval: int = 20,
-        perturbation: float = 0.01,
-        local: str = "nig",
-        noise_std: float = 0.01,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(
-            params, lr, hop_interval, perturbation, local, noise_std, acceptance="monotonic",
-            ensemble_dims=ensemble_dims,
-        )
+    hyperparameters = without(BasinHopping.hyperparameters, "acceptance", "temperature")
+    fixed = {"acceptance": "monotonic"}
 
 
 class MetropolisBasinHopping(BasinHopping):
     """Metropolis basin hopping (Wales & Doye 1997; scipy's default acceptance)."""
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 0.01,
-        hop_interval: int = 20,
-        perturbation: float = 0.01,
-        local: str = "nig",
-        noise_std: float = 0.01,
-        temperature: float = 0.01,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(
-            params, lr, hop_interval, perturbation, local, noise_std, acceptance="metropolis",
-            temperature=temperature, ensemble_dims=ensemble_dims,
-        )
+    hyperparameters = without(BasinHopping.hyperparameters, "acceptance")
+    fixed = {"acceptance": "metropolis"}

@@ -6,11 +6,10 @@ A sign method: the step is sign(beta1 m + (1 - beta1) g), so with beta1 = 0 it i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import Betas, NonNegative, checked
+from optiscope.optim.hyperparameters import BETAS, KEYWORD_ONLY, LR, MAXIMIZE, WEIGHT_DECAY, declare
 from optiscope.optim.transforms import Lion as LionUpdate
 
 
@@ -20,17 +19,9 @@ class Lion(EnsembleOptimizer):
     norm = "infinity: sign of interpolated momentum"
     reference = "pytorch_optimizer.Lion"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-4,
-        betas: Betas = (0.9, 0.99),
-        weight_decay: NonNegative = 0.0,
-        *,
-        maximize: bool = False,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(Lion.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR, BETAS, WEIGHT_DECAY, KEYWORD_ONLY, MAXIMIZE, lr=1e-4, betas=(0.9, 0.99)
+    )
 
     def chain(self, group: dict[str, Any]):
         return chain(LionUpdate(), ScaleByLearningRate(decoupled_weight_decay="weight_decay"))

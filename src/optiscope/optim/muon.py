@@ -12,7 +12,7 @@ by that matrix's shape (the reference uses the last two axes of the 4-D tensor t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -27,7 +27,16 @@ from optiscope.optim.base import (
     Transform,
     chain,
 )
-from optiscope.optim.hyperparameters import Betas, Fraction, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    BETAS,
+    EPS,
+    LR,
+    MOMENTUM,
+    NESTEROV,
+    WEIGHT_DECAY,
+    Hyperparameter,
+    declare,
+)
 from optiscope.optim.norms import MUON_COEFFICIENTS, as_matrix, dtype_named, newton_schulz
 from optiscope.optim.roles import role_of
 from optiscope.optim.transforms import EMAMomentum, ScaleByAdam
@@ -59,25 +68,16 @@ class Muon(EnsembleOptimizer):
     reference = "torch.optim.Muon + torch.optim.AdamW; KellerJordan/Muon formulas"
     wants_roles = True
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.02,
-        momentum: Fraction = 0.95,
-        nesterov: bool = True,
-        weight_decay: NonNegative = 0.0,
-        ns_steps: Annotated[int, Field(ge=0, le=100)] = 5,
-        ns_coefficients: tuple[float, float, float] = MUON_COEFFICIENTS,
-        ns_dtype: Literal["bfloat16", "float32", "float64"] = "bfloat16",
-        eps: NonNegative = 1e-7,
-        adamw_lr: NonNegative = 3e-4,
-        adamw_betas: Betas = (0.9, 0.95),
-        adamw_eps: NonNegative = 1e-10,
-        adamw_weight_decay: NonNegative = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(Muon.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR, MOMENTUM, NESTEROV, WEIGHT_DECAY,
+        Hyperparameter("ns_steps", Annotated[int, Field(ge=0, le=100)], 5),
+        Hyperparameter("ns_coefficients", tuple[float, float, float], MUON_COEFFICIENTS),
+        Hyperparameter("ns_dtype", Literal["bfloat16", "float32", "float64"], "bfloat16"),
+        EPS,
+        *(replace(h, name=f"adamw_{h.name}") for h in (LR, BETAS, EPS, WEIGHT_DECAY)),
+        lr=0.02, momentum=0.95, nesterov=True, eps=1e-7,
+        adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10,
+    )
 
     def uses_muon(self, group: dict[str, Any], p: Tensor) -> bool:
         """Hidden matrices (by role, or by shape without roles) get Muon; the rest AdamW."""

@@ -11,14 +11,24 @@ seed i. Variants (Inan, Liu & Shehu 2024 compare them by their distributions ove
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from optiscope.errors import OptiscopeError
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import Fraction, NonNegative, Positive, checked
+from optiscope.optim.hyperparameters import (
+    LR,
+    MOMENTUM,
+    NOISE_STD,
+    TEMPERATURE,
+    WEIGHT_DECAY,
+    Hyperparameter,
+    NonNegative,
+    Positive,
+    declare,
+)
 from optiscope.optim.transforms import (
     AddDecayedWeights,
     AddGaussianNoise,
@@ -32,9 +42,11 @@ from optiscope.optim.transforms import (
 class _NoisySGDBase(EnsembleOptimizer):
     """SGD (momentum, L2 decay) with a noise term; subclasses say how much."""
 
-    def _setup(self, params: Iterable[Any], hp: dict[str, Any], ensemble_dims: int) -> None:
-        defaults = {"momentum": 0.0, **hp, "dampening": 0.0, "nesterov": False}
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+    #: torch.optim.SGD's heavy ball (Momentum reads these; momentum 0 where not declared).
+    fixed = {"dampening": 0.0, "nesterov": False}
+
+    def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
+        return {"momentum": 0.0, **super().group_defaults(hp)}
 
 
 class NoisySGD(_NoisySGDBase):
@@ -44,18 +56,12 @@ class NoisySGD(_NoisySGDBase):
     norm = "euclidean (l2) + annealed gradient noise"
     reference = "closed form: same seed, same noise; noise-free limit = torch.optim.SGD"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.01,
-        momentum: Fraction = 0.0,
-        noise_eta: NonNegative = 0.01,
-        noise_gamma: NonNegative = 0.55,
-        weight_decay: NonNegative = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        self._setup(params, checked(NoisySGD.__init__, locals()), ensemble_dims)
+    hyperparameters = declare(
+        LR, MOMENTUM,
+        Hyperparameter("noise_eta", NonNegative, 0.01),
+        Hyperparameter("noise_gamma", NonNegative, 0.55),
+        WEIGHT_DECAY, lr=0.01,
+    )
 
     def chain(self, group: dict[str, Any]):
         noise = AddGaussianNoise(annealed_noise, "gradient-noise")
@@ -68,17 +74,7 @@ class NiGSGD(_NoisySGDBase):
     norm = "euclidean (l2) + constant gradient noise"
     reference = "closed form: same seed, same noise; noise_std = 0 is torch.optim.SGD"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.01,
-        noise_std: NonNegative = 0.01,
-        momentum: Fraction = 0.0,
-        weight_decay: NonNegative = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        self._setup(params, checked(NiGSGD.__init__, locals()), ensemble_dims)
+    hyperparameters = declare(LR, NOISE_STD, MOMENTUM, WEIGHT_DECAY, lr=0.01)
 
     def chain(self, group: dict[str, Any]):
         noise = AddGaussianNoise(constant_noise, "nig-noise")
@@ -92,16 +88,7 @@ class SGLD(_NoisySGDBase):
     norm = "euclidean (l2) + Langevin noise"
     reference = "closed form: same seed, same noise; temperature = 0 is torch.optim.SGD"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Positive = 0.01,
-        temperature: NonNegative = 1e-5,
-        weight_decay: NonNegative = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        self._setup(params, checked(SGLD.__init__, locals()), ensemble_dims)
+    hyperparameters = declare(Hyperparameter("lr", Positive, 0.01), TEMPERATURE, WEIGHT_DECAY)
 
     def chain(self, group: dict[str, Any]):
         noise = AddGaussianNoise(langevin_noise, "langevin-noise")

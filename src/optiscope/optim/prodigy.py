@@ -19,13 +19,14 @@ import torch
 from optiscope.core import member_dims
 from optiscope.optim.base import EnsembleOptimizer, Scaled, ScaleByLearningRate, StepContext
 from optiscope.optim.hyperparameters import (
+    BETAS,
+    WEIGHT_DECAY,
     AtLeastOne,
-    Betas,
     Fraction,
+    Hyperparameter,
     HyperparameterError,
-    NonNegative,
     Positive,
-    checked,
+    declare,
 )
 from optiscope.optim.transforms import AddDecayedWeights
 
@@ -41,29 +42,23 @@ class Prodigy(EnsembleOptimizer):
     norm = "infinity with averaging (Adam), learned step size d"
     reference = "prodigyopt.Prodigy"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Positive = 1.0,
-        betas: Betas = (0.9, 0.999),
-        beta3: Fraction | None = None,
-        eps: Positive = 1e-8,
-        weight_decay: NonNegative = 0.0,
-        decouple: bool = True,
-        use_bias_correction: bool = False,
-        safeguard_warmup: bool = False,
-        d0: Positive = 1e-6,
-        d_coef: Positive = 1.0,
-        growth_rate: AtLeastOne = math.inf,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        super().__init__(params, checked(Prodigy.__init__, locals()), ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        Hyperparameter("lr", Positive, 1.0), BETAS,
+        Hyperparameter("beta3", Fraction | None, None),
+        Hyperparameter("eps", Positive, 1e-8), WEIGHT_DECAY,
+        Hyperparameter("decouple", bool, True),
+        Hyperparameter("use_bias_correction", bool, False),
+        Hyperparameter("safeguard_warmup", bool, False),
+        Hyperparameter("d0", Positive, 1e-6),
+        Hyperparameter("d_coef", Positive, 1.0),
+        Hyperparameter("growth_rate", AtLeastOne, math.inf),
+    )
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        super().configure(params, given, ensemble_dims)
         if len({g["lr"] for g in self.param_groups}) > 1:
             raise HyperparameterError("lr: Prodigy needs one lr for all param groups")
 
-    # The global estimate (d, d_max, d_numerator, k) is kept on the first param group, as the
-    # reference keeps it on every group, so that state_dict / load_state_dict carry it.
     def _members(self) -> tuple[int, ...]:
         p = self.param_groups[0]["params"][0]
         return tuple(p.shape[: self.ensemble_dims])

@@ -27,7 +27,20 @@ from torch.optim import Optimizer
 
 from optiscope.errors import OptiscopeError
 from optiscope.optim.base import EnsembleOptimizer
-from optiscope.optim.hyperparameters import HyperparameterError, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    Hyperparameter,
+    HyperparameterError,
+    NonNegative,
+    checked,
+    declare,
+)
+
+
+BASE = Hyperparameter("base", str, "sgd")
+RHO = Hyperparameter("rho", NonNegative, 0.05)
+#: Shorthand for the base optimizer's lr (None: the base's default or base_hyperparameters').
+BASE_LR = Hyperparameter("lr", NonNegative | None, None)
+BASE_HYPERPARAMETERS = Hyperparameter("base_hyperparameters", dict[str, Any] | None, None)
 
 
 def build_base(
@@ -93,22 +106,16 @@ class SAM(EnsembleOptimizer):
     wants_roles = True  # passed through to a base that reads roles (steepest, muon)
     adaptive: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        base: str = "sgd",
-        rho: NonNegative = 0.05,
-        lr: NonNegative | None = None,
-        base_hyperparameters: dict[str, Any] | None = None,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        checked(SAM.__init__, locals())
-        self._setup(params, base, rho, 0.0, lr, base_hyperparameters, ensemble_dims)
+    hyperparameters = declare(BASE, RHO, BASE_LR, BASE_HYPERPARAMETERS)
 
-    def _setup(self, params, base, rho, eta, lr, base_hyperparameters, ensemble_dims) -> None:
-        super().__init__(params, {"rho": rho, "eta": eta}, ensemble_dims=ensemble_dims)
-        self.base = build_base(base, self.param_groups, lr, base_hyperparameters, ensemble_dims)
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        checked(type(self)._settings_init, given)
+        defaults = {"rho": given["rho"], "eta": given.get("eta", 0.0)}  # SAM: no eta, plain ball
+        EnsembleOptimizer.__init__(self, params, defaults, ensemble_dims=ensemble_dims)
+        self.base = build_base(
+            given["base"], self.param_groups, given["lr"], given["base_hyperparameters"],
+            ensemble_dims,
+        )
         self.param_groups = self.base.param_groups
         self.state = self.base.state
 
@@ -156,16 +163,6 @@ class ASAM(SAM):
     reference = "pytorch_optimizer.SAM(adaptive=True) (eta = 0)"
     adaptive = True
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        base: str = "sgd",
-        rho: NonNegative = 0.5,
-        eta: NonNegative = 0.01,
-        lr: NonNegative | None = None,
-        base_hyperparameters: dict[str, Any] | None = None,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        checked(ASAM.__init__, locals())
-        self._setup(params, base, rho, eta, lr, base_hyperparameters, ensemble_dims)
+    hyperparameters = declare(
+        BASE, RHO, Hyperparameter("eta", NonNegative, 0.01), BASE_LR, BASE_HYPERPARAMETERS, rho=0.5
+    )

@@ -6,7 +6,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import HyperparameterError, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    KEYWORD_ONLY,
+    LR,
+    MAXIMIZE,
+    NESTEROV,
+    TORCH_MOMENTUM,
+    WEIGHT_DECAY,
+    Hyperparameter,
+    HyperparameterError,
+    declare,
+)
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
 
@@ -19,21 +29,18 @@ class SGD(EnsembleOptimizer):
     norm = "euclidean (l2); with momentum, averaged"
     reference = "torch.optim.SGD"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-3,
-        momentum: NonNegative = 0.0,
-        dampening: float = 0.0,
-        weight_decay: NonNegative = 0.0,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        ensemble_dims: int = 0,
-    ):
-        if nesterov and (not isinstance(momentum, (int, float)) or momentum <= 0 or dampening != 0):
+    hyperparameters = declare(
+        LR, TORCH_MOMENTUM, Hyperparameter("dampening", float, 0.0), WEIGHT_DECAY, NESTEROV,
+        KEYWORD_ONLY, MAXIMIZE,
+    )
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        momentum, dampening = given["momentum"], given["dampening"]
+        if given["nesterov"] and (
+            not isinstance(momentum, (int, float)) or momentum <= 0 or dampening != 0
+        ):
             raise HyperparameterError("nesterov requires momentum > 0 and dampening = 0")
-        super().__init__(params, checked(SGD.__init__, locals()), ensemble_dims=ensemble_dims)
+        super().configure(params, given, ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
         return chain(AddDecayedWeights(), Momentum(), ScaleByLearningRate())

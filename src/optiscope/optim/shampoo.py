@@ -9,7 +9,6 @@ ensemble members.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -22,7 +21,15 @@ from optiscope.optim.base import (
     Transform,
     chain,
 )
-from optiscope.optim.hyperparameters import Count, Fraction, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    EPS,
+    LR,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    Count,
+    Hyperparameter,
+    declare,
+)
 from optiscope.optim.norms import as_matrix
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
@@ -93,21 +100,11 @@ class Shampoo(EnsembleOptimizer):
     norm = "spectral (accumulate=False gives U V^T exactly)"
     reference = "dense closed form L^(-1/4) G R^(-1/4); SpectralDescent"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-2,
-        momentum: Fraction = 0.0,
-        accumulate: bool = True,
-        eps: NonNegative = 1e-6,
-        update_freq: Count = 1,
-        weight_decay: NonNegative = 0.0,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        defaults = checked(Shampoo.__init__, locals())
-        defaults.update(dampening=0.0, nesterov=False)  # the heavy ball of torch.optim.SGD
-        super().__init__(params, defaults, ensemble_dims=ensemble_dims)
+    hyperparameters = declare(
+        LR, MOMENTUM, Hyperparameter("accumulate", bool, True), EPS,
+        Hyperparameter("update_freq", Count, 1), WEIGHT_DECAY, lr=1e-2, eps=1e-6,
+    )
+    fixed = {"dampening": 0.0, "nesterov": False}  # the heavy ball of torch.optim.SGD
 
     def chain(self, group: dict[str, Any]):
         return chain(AddDecayedWeights(), Momentum(), ScaleByShampoo(), ScaleByLearningRate())

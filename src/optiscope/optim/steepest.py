@@ -15,7 +15,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optiscope.optim.base import EnsembleOptimizer, ScaleByLearningRate, chain
-from optiscope.optim.hyperparameters import Fraction, HyperparameterError, NonNegative, checked
+from optiscope.optim.hyperparameters import (
+    LR,
+    MOMENTUM,
+    NESTEROV,
+    SCALE_BY_DUAL_NORM,
+    WEIGHT_DECAY,
+    Hyperparameter,
+    HyperparameterError,
+    declare,
+)
 from optiscope.optim.norms import NORMS, Norm, make_norm
 from optiscope.optim.roles import role_of
 from optiscope.optim.transforms import AddDecayedWeights, Dualize, Momentum
@@ -60,19 +69,24 @@ def _not_a_name(role: str, value: Any) -> Norm:
         f"norm_map[{role!r}] must be a norm name ({', '.join(sorted(NORMS))}), got {value!r}"
     )
 
+#: What every dualized descent takes after lr: heavy-ball momentum before the duality map,
+#: coupled (L2) weight decay, and whether to scale the unit step by the dual norm.
+DUALIZED = declare(MOMENTUM, NESTEROV, WEIGHT_DECAY, SCALE_BY_DUAL_NORM)
+
 
 class _DualizedDescent(EnsembleOptimizer):
     """Shared body: weight decay, momentum, then each tensor's norm's duality map."""
 
     wants_roles = True
 
-    def _setup(self, params: Iterable[Any], norms: dict[str, Norm], hp: dict[str, Any]) -> None:
-        """`hp`: the subclass's checked settings (norm_map is kept on the instance instead)."""
-        if hp["nesterov"] and not hp["momentum"] > 0:
+    fixed = {"dampening": 0.0}
+    #: The norm of each role; set by the subclass's `configure` before the base's.
+    norms: dict[str, Norm]
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        if given["nesterov"] and not given["momentum"] > 0:
             raise HyperparameterError("nesterov requires momentum > 0")
-        self.norms = norms
-        hp.pop("norm_map", None)
-        super().__init__(params, {**hp, "dampening": 0.0}, ensemble_dims=hp.pop("ensemble_dims"))
+        super().configure(params, given, ensemble_dims)
 
     def norm_for(self, group: dict[str, Any], p: Any) -> Norm:
         """The norm of tensor `p`: the group's `norm` if set, else by the tensor's role."""
@@ -99,23 +113,19 @@ class Steepest(_DualizedDescent):
     norm = "per role: norm_map (default hidden/head rms_rms, embedding l1_rms, vectors rms)"
     reference = "closed forms: duality maps attain the dual norm; identities with Adam/Shampoo"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.02,
-        norm_map: dict[str, str] | None = None,
-        momentum: Fraction = 0.0,
-        nesterov: bool = False,
-        weight_decay: NonNegative = 0.0,
-        scale_by_dual_norm: bool = False,
-        spectral_method: str = "svd",
-        *,
-        ensemble_dims: int = 0,
-    ):
-        norms = check_norm_map(norm_map, spectral_method)
-        self.norm_map = {**DEFAULT_NORM_MAP, **(norm_map or {})}
-        hp = checked(Steepest.__init__, locals())
-        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})
+    hyperparameters = declare(
+        LR, Hyperparameter("norm_map", dict[str, str] | None, None), DUALIZED,
+        Hyperparameter("spectral_method", str, "svd"), lr=0.02,
+    )
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        self.norms = check_norm_map(given["norm_map"], given["spectral_method"])
+        self.norm_map = {**DEFAULT_NORM_MAP, **(given["norm_map"] or {})}
+        super().configure(params, given, ensemble_dims)
+
+    def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
+        del hp["norm_map"]  # kept on the instance: a group's `norm` key overrides it per tensor
+        return super().group_defaults(hp)
 
 
 class SignDescent(_DualizedDescent):
@@ -129,20 +139,11 @@ class SignDescent(_DualizedDescent):
     reference = "torch.optim.Adam with betas (0, 0), eps -> 0"
     wants_roles = False
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 1e-3,
-        momentum: Fraction = 0.0,
-        nesterov: bool = False,
-        weight_decay: NonNegative = 0.0,
-        scale_by_dual_norm: bool = False,
-        *,
-        ensemble_dims: int = 0,
-    ):
-        hp = checked(SignDescent.__init__, locals())
-        norms = dict.fromkeys(ROLES, make_norm("infinity"))
-        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})
+    hyperparameters = declare(LR, DUALIZED)
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        self.norms = dict.fromkeys(ROLES, make_norm("infinity"))
+        super().configure(params, given, ensemble_dims)
 
 
 class SpectralDescent(_DualizedDescent):
@@ -157,18 +158,8 @@ class SpectralDescent(_DualizedDescent):
     reference = "exact SVD; Shampoo without accumulation"
     wants_roles = False
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: NonNegative = 0.02,
-        momentum: Fraction = 0.0,
-        nesterov: bool = False,
-        weight_decay: NonNegative = 0.0,
-        scale_by_dual_norm: bool = False,
-        method: str = "svd",
-        *,
-        ensemble_dims: int = 0,
-    ):
-        hp = checked(SpectralDescent.__init__, locals())
-        norms = dict.fromkeys(ROLES, make_norm("spectral", spectral_method=method))
-        self._setup(params, norms, {**hp, "ensemble_dims": ensemble_dims})
+    hyperparameters = declare(LR, DUALIZED, Hyperparameter("method", str, "svd"), lr=0.02)
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        self.norms = dict.fromkeys(ROLES, make_norm("spectral", spectral_method=given["method"]))
+        super().configure(params, given, ensemble_dims)

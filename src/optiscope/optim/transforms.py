@@ -14,7 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optiscope.optim.base import Direction, Scaled, StepContext, Transform, add_scaled
+from optiscope.optim.base import (
+    Direction,
+    Scaled,
+    ScaleByLearningRate,
+    StepContext,
+    Transform,
+    add_scaled,
+    chain,
+)
 from optiscope.optim.hyperparameters import is_zero
 
 
@@ -37,6 +45,14 @@ class AddDecayedWeights(Transform):
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         wd = ctx.hyper(group, "weight_decay", p)
         return u if is_zero(wd) else add_scaled(u, p, wd)
+
+
+def decayed_chain(scale: Transform, decoupled: bool) -> tuple[Transform, ...]:
+    """`scale` then the step, with weight decay coupled (L2 folded into the gradient first) or
+    decoupled (torch's AdamW: p <- p (1 - lr wd) at the step)."""
+    if decoupled:
+        return chain(scale, ScaleByLearningRate(decoupled_weight_decay="weight_decay"))
+    return chain(AddDecayedWeights(), scale, ScaleByLearningRate())
 
 
 class Momentum(Transform):

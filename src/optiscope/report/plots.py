@@ -30,6 +30,18 @@ def to_svg(fig: plt.Figure) -> str:
     return svg[svg.index("<svg") :]
 
 
+def _finish(
+    fig: plt.Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str, *, legend_loc: str = ""
+) -> str:
+    """Label, grid and legend the axes the same way in every line plot, then render to SVG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, **({"loc": legend_loc} if legend_loc else {}))
+    ax.set_title(title, fontsize=10)
+    return to_svg(fig)
+
+
 def learning_curves(
     title: str,
     series: Sequence[tuple[str, np.ndarray, np.ndarray]],
@@ -52,12 +64,7 @@ def learning_curves(
         ax.fill_between(steps, q1, q3, color=color(i), alpha=0.2, lw=0)
     if log_y and _positive(series):
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(f"{title}: median and IQR over seeds", fontsize=10)
-    return to_svg(fig)
+    return _finish(fig, ax, f"{title}: median and IQR over seeds", "step", title)
 
 
 def distributions(
@@ -108,12 +115,10 @@ def final_ecdf(title: str, groups: Sequence[tuple[str, np.ndarray]], goal: str) 
     if goal == "max":
         ax.invert_xaxis()
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"final {title} (better to the left)")
-    ax.set_ylabel("fraction of seeds at least this good")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(f"final {title}: ECDF over seeds", fontsize=10)
-    return to_svg(fig)
+    return _finish(
+        fig, ax, f"final {title}: ECDF over seeds", f"final {title} (better to the left)",
+        "fraction of seeds at least this good",
+    )
 
 
 def significance_matrix(
@@ -164,12 +169,7 @@ def runtime_ecdfs(title: str, series: Sequence[tuple[str, object]], xlabel: str)
     if xmax > 10:
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of (run, target) pairs")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
-    ax.set_title(title, fontsize=10)
-    return to_svg(fig)
+    return _finish(fig, ax, title, xlabel, "fraction of (run, target) pairs", legend_loc="upper left")
 
 
 def performance_profile(profile: object) -> str:
@@ -180,12 +180,10 @@ def performance_profile(profile: object) -> str:
                 label=f"{s} (score {profile.scores[i]:.3f})", lw=1.6)
     ax.set_xlim(1, profile.tau_max)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("tau (time to target / best time to target)")
-    ax.set_ylabel("rho(tau): fraction of tasks")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
-    ax.set_title("performance profile (Dolan-More; AlgoPerf score)", fontsize=10)
-    return to_svg(fig)
+    return _finish(
+        fig, ax, "performance profile (Dolan-More; AlgoPerf score)",
+        "tau (time to target / best time to target)", "rho(tau): fraction of tasks", legend_loc="lower right",
+    )
 
 
 def correlation_scatter(
@@ -201,12 +199,7 @@ def correlation_scatter(
     xs = np.concatenate(shown) if shown else np.array([])
     if xs.size and (xs > 0).all() and xs.max() / xs.min() > 20:  # log only over a wide range
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=10)
-    return to_svg(fig)
+    return _finish(fig, ax, title, xlabel, ylabel)
 
 
 def sensitivity_curves(title: str, series: Sequence[tuple[str, object]], xlabel: str, ylabel: str) -> str:
@@ -226,12 +219,7 @@ def sensitivity_curves(title: str, series: Sequence[tuple[str, object]], xlabel:
     else:
         pad = 0.1 * (xs.max() - xs.min() or 1.0)
         ax.set_xlim(xs.min() - pad, xs.max() + pad)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=10)
-    return to_svg(fig)
+    return _finish(fig, ax, title, xlabel, ylabel)
 
 
 def contour_trajectories(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from optiscope.stats.bootstrap import Interval, _check_confidence, bootstrap_interval
+from optiscope.stats.outcomes import outcome_sample
 
 NAN = float("nan")
 
@@ -38,16 +39,9 @@ def _cohens_d(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _samples(x: np.ndarray | list[float], y: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    for name, s in (("x", a), ("y", b)):
-        if s.size == 0:
-            raise ValueError(f"{name} is empty: an effect size needs at least one value per sample")
-        if np.isnan(s).any():
-            raise ValueError(
-                f"{name} contains NaN: encode a diverged seed as the worst outcome (+inf for a "
-                "metric to minimise, -inf for one to maximise), never as missing"
-            )
-    return a, b
+    """Both samples flattened and checked (any shape: an effect size pools all the values)."""
+    a = outcome_sample(x, "x", "an effect size", flatten=True)
+    return a, outcome_sample(y, "y", "an effect size", flatten=True)
 
 
 def vargha_delaney_a12(

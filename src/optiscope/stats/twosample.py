@@ -24,6 +24,7 @@ from scipy import stats
 
 from optiscope.stats.bootstrap import Interval
 from optiscope.stats.effect_size import cliffs_delta, cohens_d, vargha_delaney_a12
+from optiscope.stats.outcomes import outcome_sample
 
 Test = Literal["mannwhitney", "ks", "welch", "permutation"]
 Alternative = Literal["two-sided", "less", "greater"]
@@ -103,20 +104,6 @@ class ComparisonResult:
         return replace(self, pvalue_adjusted=float(p))
 
 
-def _as_sample(v: np.ndarray | list[float], name: str) -> np.ndarray:
-    a = np.asarray(v, dtype=float)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty: a comparison needs at least one value per sample")
-    if np.isnan(a).any():
-        raise ValueError(
-            f"{name} contains NaN: encode a diverged seed as the worst outcome (+inf for a metric "
-            "to minimise, -inf for one to maximise), never as missing"
-        )
-    return a
-
-
 def _median_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median(x, axis=axis) - np.median(y, axis=axis)
 
@@ -160,7 +147,7 @@ def compare(
         raise ValueError(
             f"alternative must be one of {', '.join(map(repr, ALTERNATIVES))}, not {alternative!r}"
         )
-    a, b = _as_sample(x, "x"), _as_sample(y, "y")
+    a, b = outcome_sample(x, "x", "a comparison"), outcome_sample(y, "y", "a comparison")
     inf_a, inf_b = int(np.isinf(a).sum()), int(np.isinf(b).sum())
     kw = {"n_resamples": n_bootstrap, "seed": seed}
     effects = {

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
-from optiscope.tasks.data import EpochSampler, member_generator
-from optiscope.tasks.layers import init_mlp, mlp_forward, mlp_roles
+from optiscope.tasks.data import EpochSampler
+from optiscope.tasks.layers import MlpClassifier
 from optiscope.tasks.registry import register_task
 from optiscope.tasks.sklearn_data import digits_images
 from optiscope.tasks.vision import mnist1d_arrays
@@ -98,7 +98,7 @@ def average_accuracy(matrix: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-class ContinualTask(Task):
+class ContinualTask(MlpClassifier, Task):
     """A sequence of classification tasks sharing one MLP and one 10-way head."""
 
     family = "continual"
@@ -108,6 +108,15 @@ class ContinualTask(Task):
     hidden: int
     depth: int
     n_inputs: int
+
+    def _set_settings(
+        self, n_tasks: int, steps_per_stage: int, hidden: int, depth: int, batch_size: int, data_seed: int
+    ) -> None:
+        """Check (after the subclass checked `n_tasks`) and keep the settings every sequence has."""
+        require(steps_per_stage >= 1, self.name, "steps_per_stage", ">= 1", steps_per_stage)
+        self.check_mlp_size(self.name, hidden, depth)
+        self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
+        self.batch_size, self.data_seed = batch_size, data_seed
 
     def _set_stages(self, train: list[tuple[Tensor, Tensor]], test_x: Tensor, test_y: Tensor, test_mask: Tensor) -> None:
         """train[k] = (x, y) of stage k; test_* are (K, N, ...) stacked per task, mask (K, N)."""
@@ -124,15 +133,6 @@ class ContinualTask(Task):
     def batches_per_epoch(self) -> int | None:
         """Batches per pass over one stage's data (stages differ in size: the first stage's)."""
         return self.samplers[0].batches_per_epoch
-
-    def init_params(self, seed: int) -> Params:
-        return init_mlp(member_generator(seed, "init"), [self.n_inputs] + [self.hidden] * self.depth + [10])
-
-    def roles(self) -> dict[str, str]:
-        return mlp_roles(self.init_params(0))
-
-    def logits(self, params: Params, x: Tensor) -> Tensor:
-        return mlp_forward(params, x, self.depth)
 
     def loss(self, params: Params, batch: Batch) -> Tensor:
         return F.cross_entropy(self.logits(params, batch["x"]), batch["y"])
@@ -183,6 +183,7 @@ class ContinualPermutedMnist1d(ContinualTask):
 
     name = "continual-permuted-mnist1d"
     description = "K permuted MNIST-1D tasks in sequence, one MLP; per-task accuracy, plasticity"
+    n_inputs = 40
     metrics = continual_metrics(5)
 
     def __init__(
@@ -195,15 +196,10 @@ class ContinualPermutedMnist1d(ContinualTask):
         batch_size: int = 100,
         data_seed: int = 0,
     ):
-        name = self.name
-        require(n_tasks >= 1, name, "n_tasks", ">= 1", n_tasks)
-        require(steps_per_stage >= 1, name, "steps_per_stage", ">= 1", steps_per_stage)
-        require(hidden >= 1, name, "hidden", ">= 1", hidden)
-        require(depth >= 0, name, "depth", ">= 0", depth)
-        self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
-        self.batch_size, self.data_seed, self.n_inputs = batch_size, data_seed, 40
+        require(n_tasks >= 1, self.name, "n_tasks", ">= 1", n_tasks)
+        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed)
         d = mnist1d_arrays()
-        self.permutations = torch.from_numpy(input_permutations(n_tasks, 40, data_seed))
+        self.permutations = torch.from_numpy(input_permutations(n_tasks, self.n_inputs, data_seed))
         x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
         xt, yt = torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"])
         train = [(x[:, p], y) for p in self.permutations]
@@ -217,6 +213,7 @@ class ContinualSplitDigits(ContinualTask):
 
     name = "continual-split-digits"
     description = "digits class pairs (0,1)->(2,3)->...->(8,9) in sequence, shared 10-way head"
+    n_inputs = 64
     metrics = continual_metrics(5)
 
     def __init__(
@@ -229,13 +226,8 @@ class ContinualSplitDigits(ContinualTask):
         batch_size: int = 32,
         data_seed: int = 0,
     ):
-        name = self.name
-        require(1 <= n_tasks <= 5, name, "n_tasks", "in [1, 5] (five class pairs)", n_tasks)
-        require(steps_per_stage >= 1, name, "steps_per_stage", ">= 1", steps_per_stage)
-        require(hidden >= 1, name, "hidden", ">= 1", hidden)
-        require(depth >= 0, name, "depth", ">= 0", depth)
-        self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
-        self.batch_size, self.data_seed, self.n_inputs = batch_size, data_seed, 64
+        require(1 <= n_tasks <= 5, self.name, "n_tasks", "in [1, 5] (five class pairs)", n_tasks)
+        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed)
         d = digits_images(data_seed)
         x, y = torch.from_numpy(d["x"]).float(), torch.from_numpy(d["y"])
         xt, yt = torch.from_numpy(d["x_test"]).float(), torch.from_numpy(d["y_test"])

@@ -174,6 +174,23 @@ class _BinaryClassifier(ConvexTask):
     def roles(self) -> dict[str, str]:
         return {"weight": "head", "bias": "bias"} if self.bias else {"weight": "head"}
 
+    def _binary_data(
+        self, dataset: str, n_samples: int, dim: int, margin: float, data_seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Keep the data settings every binary classifier has; load its (train, test) split."""
+        self.dataset, self.n_samples, self.dim, self.margin, self.data_seed = dataset, n_samples, dim, margin, data_seed
+        return binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin)
+
+    def _set_problem(
+        self, key: tuple, phi_train: np.ndarray, y_train: np.ndarray, phi_test: np.ndarray, y_test: np.ndarray
+    ) -> None:
+        """The data on features phi, and f* on the float32 training features (cached by `key`)."""
+        phi_train = as_float32(phi_train)
+        self.f_star = _cached_logistic_optimum(
+            key, phi_train.tobytes(), phi_train.shape, y_train.astype(np.int64).tobytes(), self.l2, self.bias
+        )
+        self._set_data(phi_train, y_train, phi_test, y_test)
+
 
 @lru_cache(maxsize=16)
 def _cached_logistic_optimum(
@@ -204,16 +221,10 @@ class LogisticRegression(_BinaryClassifier):
         margin: float = 0.1,
         data_seed: int = 0,
     ):
-        self.dataset, self.l2, self.bias, self.batch_size = dataset, l2, bias, batch_size
-        self.n_samples, self.dim, self.margin, self.data_seed = n_samples, dim, margin, data_seed
+        self.l2, self.bias, self.batch_size = l2, bias, batch_size
         require(l2 >= 0, self.name, "l2", ">= 0", l2)
-        xtr, ytr, xte, yte = binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin)
-        xtr = as_float32(xtr)
-        self.f_star = _cached_logistic_optimum(
-            (self.name, dataset, n_samples, dim, margin, data_seed),
-            xtr.tobytes(), xtr.shape, ytr.astype(np.int64).tobytes(), l2, bias,
-        )
-        self._set_data(xtr, ytr, xte, yte)
+        xtr, ytr, xte, yte = self._binary_data(dataset, n_samples, dim, margin, data_seed)
+        self._set_problem((self.name, dataset, n_samples, dim, margin, data_seed), xtr, ytr, xte, yte)
 
 
 @register_task
@@ -240,15 +251,14 @@ class KernelLogistic(_BinaryClassifier):
         margin: float = 0.1,
         data_seed: int = 0,
     ):
-        self.dataset, self.features, self.sigma, self.n_features = dataset, features, sigma, n_features
+        self.features, self.sigma, self.n_features = features, sigma, n_features
         self.l2, self.bias, self.batch_size = l2, False, batch_size
-        self.n_samples, self.dim, self.margin, self.data_seed = n_samples, dim, margin, data_seed
         name = self.name
         require(features in ("rbf", "rff"), name, "features", "'rbf' or 'rff'", features)
         require(sigma >= 0, name, "sigma", ">= 0 (0 = median heuristic)", sigma)
         require(n_features >= 1, name, "n_features", ">= 1", n_features)
         require(l2 >= 0, name, "l2", ">= 0", l2)
-        xtr, ytr, xte, yte = binary_dataset(name, dataset, data_seed, n_samples, dim, margin)
+        xtr, ytr, xte, yte = self._binary_data(dataset, n_samples, dim, margin, data_seed)
         if sigma == 0:
             sub = xtr[:500]
             diff = sub[:, None, :] - sub[None, :, :]
@@ -265,12 +275,8 @@ class KernelLogistic(_BinaryClassifier):
             c = rng.uniform(0, 2 * np.pi, n_features)
             ftr = np.sqrt(2.0 / n_features) * np.cos(xtr @ w.T + c)
             fte = np.sqrt(2.0 / n_features) * np.cos(xte @ w.T + c)
-        ftr = as_float32(ftr)
-        self.f_star = _cached_logistic_optimum(
-            (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed),
-            ftr.tobytes(), ftr.shape, ytr.astype(np.int64).tobytes(), l2, False,
-        )
-        self._set_data(ftr, ytr, fte, yte)
+        key = (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed)
+        self._set_problem(key, ftr, ytr, fte, yte)
 
 
 @register_task

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optiscope.tasks.base import Params
+from optiscope.tasks.base import Params, require
+from optiscope.tasks.data import member_generator
 
 
 def init_linear(
@@ -75,3 +76,25 @@ def init_conv(
 def layer_roles(params: Params) -> dict[str, str]:
     """Roles by name: `*.bias` bias, `head.*` head, everything else (linear, conv) hidden."""
     return mlp_roles(params)
+
+
+class MlpClassifier:
+    """A ReLU MLP from `n_inputs` features through `depth` hidden layers of `hidden` units to 10
+    classes: the parameters, roles and logits every MLP classification task shares."""
+
+    n_inputs: int
+    hidden: int
+    depth: int
+
+    def check_mlp_size(self, name: str, hidden: int, depth: int) -> None:
+        require(hidden >= 1, name, "hidden", ">= 1", hidden)
+        require(depth >= 0, name, "depth", ">= 0", depth)
+
+    def init_params(self, seed: int) -> Params:
+        return init_mlp(member_generator(seed, "init"), [self.n_inputs] + [self.hidden] * self.depth + [10])
+
+    def roles(self) -> dict[str, str]:
+        return mlp_roles(self.init_params(0))
+
+    def logits(self, params: Params, x: Tensor) -> Tensor:
+        return mlp_forward(params, x, self.depth)

@@ -51,7 +51,14 @@ class LinearRegressionNet(ConvexTask):
     widths: list[int]
     init_scale: float
 
-    def _setup(self, d_in: int, d_out: int, n_samples: int, input_condition: float, noise: float, data_seed: int) -> None:
+    def _setup(
+        self, widths: list[int], d_in: int, d_out: int, n_samples: int, input_condition: float, noise: float,
+        init_scale: float, batch_size: int, data_seed: int,
+    ) -> None:
+        """Keep the settings every linear net has, check them, and build the teacher data."""
+        self.d_in, self.d_out, self.n_samples = d_in, d_out, n_samples
+        self.input_condition, self.noise, self.init_scale = input_condition, noise, init_scale
+        self.batch_size, self.data_seed, self.widths = batch_size, data_seed, widths
         name = self.name
         require(d_in >= 1, name, "d_in", ">= 1", d_in)
         require(d_out >= 1, name, "d_out", ">= 1", d_out)
@@ -107,12 +114,10 @@ class LinearNet2(LinearRegressionNet):
         batch_size: int = 100,
         data_seed: int = 0,
     ):
-        self.d_in, self.hidden, self.d_out, self.n_samples = d_in, hidden, d_out, n_samples
-        self.input_condition, self.noise, self.init_scale = input_condition, noise, init_scale
-        self.batch_size, self.data_seed = batch_size, data_seed
+        self.hidden = hidden
         require(hidden >= 1, self.name, "hidden", ">= 1", hidden)
-        self.widths = [d_in, hidden, d_out]
-        self._setup(d_in, d_out, n_samples, input_condition, noise, data_seed)
+        widths = [d_in, hidden, d_out]
+        self._setup(widths, d_in, d_out, n_samples, input_condition, noise, init_scale, batch_size, data_seed)
 
 
 @register_task
@@ -136,13 +141,11 @@ class DeepLinearNet(LinearRegressionNet):
         batch_size: int = 100,
         data_seed: int = 0,
     ):
-        self.depth, self.width, self.d_in, self.d_out, self.n_samples = depth, width, d_in, d_out, n_samples
-        self.input_condition, self.noise, self.init_scale = input_condition, noise, init_scale
-        self.batch_size, self.data_seed = batch_size, data_seed
+        self.depth, self.width = depth, width
         require(depth >= 2, self.name, "depth", ">= 2", depth)
         require(width >= 1, self.name, "width", ">= 1", width)
-        self.widths = [d_in] + [width] * (depth - 1) + [d_out]
-        self._setup(d_in, d_out, n_samples, input_condition, noise, data_seed)
+        widths = [d_in] + [width] * (depth - 1) + [d_out]
+        self._setup(widths, d_in, d_out, n_samples, input_condition, noise, init_scale, batch_size, data_seed)
 
 
 @lru_cache(maxsize=8)

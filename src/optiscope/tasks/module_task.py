@@ -3,12 +3,18 @@
 This is PyTorch's model-ensembling recipe (torch.func): the module is built once as a template,
 each member's parameters are a dict of tensors, and the forward pass is
 `torch.func.functional_call(template, (params, buffers), (x,))`, which the engine `vmap`s over
-the members (`torch.func.stack_module_state` stacks a list of built modules the same way).
+the members. `stacked_init_params(seeds)` stacks the members' modules with
+`torch.func.stack_module_state`.
 
 Initialisation: member `seed` starts from the parameters the module's own constructor draws
 after `torch.manual_seed(seed)` (inside `torch.random.fork_rng`, so the global RNG is left as it
 was). A plain loop `torch.manual_seed(seed); model = build()` therefore starts where member
 `seed` starts.
+
+Activations for the probes (dead units, CKA) come from forward hooks on the template during the
+functional call: the output of every activation module (`nn.ReLU`, `nn.GELU`, `nn.Tanh`, ...),
+named by the module, and the input of the head (last `Linear`), named `<head>.input`, unless
+that is the same tensor as an activation module's output. Each is flattened to (examples, units).
 
 Roles (what optimizers such as Muon read) are inferred from module types: an `Embedding`'s
 weight is "embedding"; the weight of the *last* `Linear` is "head"; other `Linear` and `Conv`
@@ -36,19 +42,28 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.func import functional_call, stack_module_state
 
 from optiscope.tasks.base import Batch, MetricInfo, Params, require
 from optiscope.tasks.dataset import DatasetTask
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
+ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
+)
 LOSSES = ("cross_entropy", "mse")
+
+
+def head_name(module: nn.Module) -> str | None:
+    """Name of the last `Linear` submodule: the head."""
+    linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
 
 
 def module_roles(module: nn.Module) -> dict[str, str]:
     """Role of each named parameter of `module`, inferred from the module types (see above)."""
-    linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
-    head = linears[-1] if linears else None
+    head = head_name(module)
     roles: dict[str, str] = {}
     for mod_name, m in module.named_modules():
         for p_name, p in m.named_parameters(recurse=False):
@@ -103,17 +118,62 @@ class ModuleTask(DatasetTask):
                 metrics.append(MetricInfo(f"{split}_acc", "max", f"accuracy on the {split} split", "fraction"))
         self.metrics = tuple(metrics)
 
-    def init_params(self, seed: int) -> Params:
+    def member_module(self, seed: int) -> nn.Module:
+        """The module a plain loop gets from `torch.manual_seed(seed); build()`, global RNG untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = self.build()
+            return self.build()
+
+    def init_params(self, seed: int) -> Params:
+        module = self.member_module(seed)
         return {k: v.detach().clone().float().cpu() for k, v in module.named_parameters()}
+
+    def stacked_init_params(self, seeds: list[int]) -> Params:
+        """Members' initial parameters on a leading axis (`torch.func.stack_module_state`)."""
+        params, _ = stack_module_state([self.member_module(s) for s in seeds])
+        return {k: v.detach().float().cpu() for k, v in params.items()}
 
     def roles(self) -> dict[str, str]:
         return dict(self._roles)
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         return functional_call(self.template, (params, self.buffers), (x,))
+
+    def logits(self, params: Params, x: Tensor) -> Tensor:
+        return self.forward(params, x)
+
+    def representations(self, params: Params, batch: Batch) -> dict[str, Tensor]:
+        """Hidden activations on `batch["x"]`, captured by forward hooks: {name: (n, units)}."""
+        captured: dict[str, Tensor] = {}
+        activation_outputs: list[Tensor] = []
+        head = head_name(self.template)
+
+        def keep(name: str, t: Tensor) -> None:
+            calls = sum(1 for k in captured if k == name or k.startswith(f"{name}#"))
+            captured[name if calls == 0 else f"{name}#{calls + 1}"] = t.flatten(1)
+
+        def on_activation(name: str):
+            def hook(_m: nn.Module, _inputs: tuple, output: Tensor) -> None:
+                activation_outputs.append(output)
+                keep(name, output)
+            return hook
+
+        def on_head(_m: nn.Module, inputs: tuple) -> None:
+            if not any(inputs[0] is a for a in activation_outputs):
+                keep(f"{head}.input", inputs[0])
+
+        handles = [
+            m.register_forward_hook(on_activation(name))
+            for name, m in self.template.named_modules() if isinstance(m, ACTIVATIONS)
+        ]
+        if head is not None:
+            handles.append(self.template.get_submodule(head).register_forward_pre_hook(on_head))
+        try:
+            self.forward(params, batch["x"])
+        finally:
+            for h in handles:
+                h.remove()
+        return captured
 
     def _loss(self, out: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(out, y) if self.loss_name == "cross_entropy" else F.mse_loss(out, y)

@@ -23,13 +23,11 @@ from optiscope.tasks.base import Batch, MetricInfo, Params, require
 from optiscope.tasks.data import member_generator
 from optiscope.tasks.dataset import DatasetTask
 from optiscope.tasks.layers import (
+    MlpClassifier,
     classification_metrics,
     init_conv,
     init_linear,
-    init_mlp,
     layer_roles,
-    mlp_forward,
-    mlp_roles,
 )
 from optiscope.tasks.registry import register_task
 from optiscope.tasks.sklearn_data import digits_images
@@ -102,11 +100,12 @@ class ClassificationTask(DatasetTask):
 
 
 @register_task
-class Mnist1dMLP(ClassificationTask):
+class Mnist1dMLP(MlpClassifier, ClassificationTask):
     """ReLU MLP on MNIST-1D (Greydanus 2020): 40 inputs, 10 classes, 4000 train / 1000 test."""
 
     name = "mnist1d-mlp"
     description = "ReLU MLP on MNIST-1D (generated offline by mnist1d), 4000 train / 1000 test"
+    n_inputs = 40
 
     def __init__(self, *, hidden: int = 256, depth: int = 2, batch_size: int = 100):
         if hidden < 1 or depth < 0 or batch_size < 1:
@@ -114,16 +113,6 @@ class Mnist1dMLP(ClassificationTask):
         self.hidden, self.depth, self.batch_size = hidden, depth, batch_size
         d = mnist1d_arrays()
         self._set_data(*(torch.from_numpy(d[k]) for k in ("x", "y", "x_test", "y_test")))
-
-    def init_params(self, seed: int) -> Params:
-        sizes = [40] + [self.hidden] * self.depth + [10]
-        return init_mlp(member_generator(seed, "init"), sizes)
-
-    def roles(self) -> dict[str, str]:
-        return mlp_roles(self.init_params(0))
-
-    def logits(self, params: Params, x: Tensor) -> Tensor:
-        return mlp_forward(params, x, self.depth)
 
 
 def _conv_params(gen: torch.Generator, channels: list[int], kernel: tuple[int, ...]) -> Params:
@@ -181,27 +170,18 @@ class _DigitsTask(ClassificationTask):
 
 
 @register_task
-class DigitsMLP(_DigitsTask):
+class DigitsMLP(MlpClassifier, _DigitsTask):
     """ReLU MLP on scikit-learn's 8x8 digits (64 inputs; 1,438 train / 359 test, split by data_seed)."""
 
     name = "digits-mlp"
     description = "ReLU MLP on scikit-learn's 8x8 digits, 1438 train / 359 test"
+    n_inputs = 64
 
     def __init__(self, *, hidden: int = 128, depth: int = 2, batch_size: int = 64, data_seed: int = 0):
-        require(hidden >= 1, self.name, "hidden", ">= 1", hidden)
-        require(depth >= 0, self.name, "depth", ">= 0", depth)
+        self.check_mlp_size(self.name, hidden, depth)
         require(batch_size >= 1, self.name, "batch_size", ">= 1", batch_size)
         self.hidden, self.depth, self.batch_size, self.data_seed = hidden, depth, batch_size, data_seed
         self._load_digits()
-
-    def init_params(self, seed: int) -> Params:
-        return init_mlp(member_generator(seed, "init"), [64] + [self.hidden] * self.depth + [10])
-
-    def roles(self) -> dict[str, str]:
-        return mlp_roles(self.init_params(0))
-
-    def logits(self, params: Params, x: Tensor) -> Tensor:
-        return mlp_forward(params, x, self.depth)
 
 
 @register_task
@@ -240,11 +220,12 @@ def _subset(arrays: dict[str, np.ndarray], train_size: int) -> dict[str, np.ndar
 
 
 @register_task
-class MnistMLP(ClassificationTask):
+class MnistMLP(MlpClassifier, ClassificationTask):
     """ReLU MLP on MNIST or Fashion-MNIST read from torchvision-format IDX files under `data_root`."""
 
     name = "mnist-mlp"
     description = "ReLU MLP on MNIST / Fashion-MNIST from local torchvision-format files (data_root)"
+    n_inputs = 784
 
     def __init__(
         self,
@@ -258,22 +239,12 @@ class MnistMLP(ClassificationTask):
     ):
         name = self.name
         require(dataset in ("mnist", "fashion-mnist"), name, "dataset", "'mnist' or 'fashion-mnist'", dataset)
-        require(hidden >= 1, name, "hidden", ">= 1", hidden)
-        require(depth >= 0, name, "depth", ">= 0", depth)
+        self.check_mlp_size(name, hidden, depth)
         require(train_size >= 0, name, "train_size", ">= 0 (0 = all)", train_size)
         self.data_root, self.dataset, self.hidden, self.depth = data_root, dataset, hidden, depth
         self.batch_size, self.train_size = batch_size, train_size
         d = _subset(load_mnist(data_root, dataset), train_size)
         self._set_data(*(torch.from_numpy(d[k]) for k in ("x", "y", "x_test", "y_test")))
-
-    def init_params(self, seed: int) -> Params:
-        return init_mlp(member_generator(seed, "init"), [784] + [self.hidden] * self.depth + [10])
-
-    def roles(self) -> dict[str, str]:
-        return mlp_roles(self.init_params(0))
-
-    def logits(self, params: Params, x: Tensor) -> Tensor:
-        return mlp_forward(params, x, self.depth)
 
 
 @register_task
