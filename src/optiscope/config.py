@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from optiscope.errors import OptiscopeError
+from optiscope.formatting import format_number
 from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
 from optiscope.settings import effective_settings, signature_settings
 from optiscope.tasks.base import Task
@@ -218,7 +219,8 @@ def canonical_numbers(value: Any) -> Any:
 
 
 def _short(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A grid value in a cell's name: six significant digits (as `{:g}`, so names stay stable)."""
+    return format_number(v, digits=6) if isinstance(v, float) else str(v)
 
 
 def _is_sequence_type(annotation: Any) -> bool:

@@ -11,7 +11,6 @@ import hashlib
 import numpy as np
 import torch
 
-import optiscope.tasks.data as task_data
 from optiscope.core import rng
 
 
@@ -54,8 +53,3 @@ def test_member_generators_are_reproducible_and_distinct_per_purpose():
     assert torch.equal(a, torch.randn(4, generator=rng.member_generator(3, "init")))
     assert not torch.equal(a, torch.randn(4, generator=rng.member_generator(3, "instance")))
     assert not torch.equal(a, torch.randn(4, generator=rng.member_generator(4, "init")))
-
-
-def test_the_old_import_path_is_the_same_code():
-    for name in ("seeded_normal", "seeded_uniform", "seeded_permutations", "member_generator", "random_bits"):
-        assert getattr(task_data, name) is getattr(rng, name)

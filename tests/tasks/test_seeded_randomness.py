@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from optiscope.tasks.data import EpochSampler, seeded_normal, seeded_permutations, seeded_uniform
+from optiscope.core.rng import seeded_normal, seeded_permutations, seeded_uniform
+from optiscope.tasks.data import EpochSampler
 
 
 def test_rows_are_permutations_and_independent_of_the_other_members():

@@ -31,8 +31,8 @@ from optiscope.optim.hyperparameters import HyperparameterError
 #: Muon's quintic Newton-Schulz coefficients (Jordan et al. 2024, KellerJordan/Muon): chosen to
 #: maximise the slope at zero, so 5 steps push every singular value into about (0.5, 1.5).
 MUON_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
-#: Singular-value band of the Muon iteration's output (SCIENCE.md section 5; torch.optim.Muon's
-#: documentation). Inputs are normalised by their Frobenius norm, so tiny singular values
+#: Singular-value band of the Muon iteration's output (Bernstein & Newhouse 2024, section on Muon;
+#: torch.optim.Muon's documentation). Inputs are normalised by their Frobenius norm, so tiny singular values
 #: (below about 1e-3 of the largest) may stay below the band: the iteration is built for speed.
 NS_BAND: tuple[float, float] = (0.5, 1.5)
 

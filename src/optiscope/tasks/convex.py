@@ -30,7 +30,7 @@ from optiscope.tasks.convex_data import (  # noqa: F401  (re-exported: older imp
     synthetic_regression,
     vaswani_factorization,
 )
-from optiscope.tasks.data import member_generator
+from optiscope.core.rng import member_generator
 from optiscope.tasks.dataset import DatasetTask
 from optiscope.tasks.layers import init_linear
 from optiscope.tasks.optima import (  # noqa: F401  (re-exported: older import paths)

@@ -1,10 +1,8 @@
-"""Seeded, vectorised randomness for ensembles: data order and noise as pure functions of seeds.
+"""Minibatch order for ensembles: each member's data order a pure function of its seed.
 
-Member i must see exactly the data order (and noise) a loop run with seed i sees, whatever the
-ensemble size, and generating it must not loop over members. `torch.Generator` streams cannot be
-vectorised across seeds, so this module uses a counter-based generator instead: every random
-number is a hash (SplitMix64) of (seed, stream, counter). That is the project's own code because
-no library offers counter-based randomness keyed per row on both CPU and GPU.
+Member i must see exactly the data order a loop run with seed i sees, whatever the ensemble
+size; the permutations come from the counter-based generator in optiscope.core.rng, so no loop
+over members is needed.
 """
 
 from __future__ import annotations
@@ -12,16 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# The generator itself lives in optiscope.core.rng; re-exported here so old imports keep working.
-from optiscope.core.rng import (  # noqa: F401
-    member_generator,
-    random_bits,
-    seeded_normal,
-    seeded_permutations,
-    seeded_uniform,
-    splitmix64,
-    stream_id,
-)
+from optiscope.core.rng import seeded_permutations
 
 
 class EpochSampler:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
-from optiscope.tasks.data import member_generator, random_bits
+from optiscope.core.rng import member_generator, random_bits
 from optiscope.tasks.registry import register_task
 
 VOCAB = 256

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optiscope.tasks.base import Params, require
-from optiscope.tasks.data import member_generator
+from optiscope.core.rng import member_generator
 
 
 def init_linear(

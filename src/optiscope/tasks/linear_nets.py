@@ -25,7 +25,7 @@ from torch import Tensor
 from optiscope.tasks.base import Batch, MetricInfo, Params, require
 from optiscope.tasks.convex import GAP, LOSS, ConvexTask
 from optiscope.tasks.optima import as_float32, reduced_rank_regression_optimum
-from optiscope.tasks.data import member_generator
+from optiscope.core.rng import member_generator
 from optiscope.tasks.layers import init_linear
 from optiscope.tasks.registry import register_task
 

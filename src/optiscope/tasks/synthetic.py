@@ -38,7 +38,7 @@ from torch.func import grad
 
 from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
 from optiscope.tasks.benchmark_functions import FUNCTIONS, BenchmarkFunction
-from optiscope.tasks.data import member_generator, seeded_normal
+from optiscope.core.rng import member_generator, seeded_normal
 from optiscope.tasks.registry import register_task
 
 SYNTHETIC_METRICS = (

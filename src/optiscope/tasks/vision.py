@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optiscope.tasks.base import Batch, MetricInfo, Params, require
-from optiscope.tasks.data import member_generator
+from optiscope.core.rng import member_generator
 from optiscope.tasks.dataset import DatasetTask
 from optiscope.tasks.layers import (
     MlpClassifier,
