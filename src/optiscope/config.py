@@ -89,6 +89,10 @@ class ExperimentConfig(BaseModel):
     tasks: list[TaskEntry] = Field(min_length=1)
     optimizers: list[OptimizerEntry] = Field(min_length=1)
     probes: dict[str, Any] = Field(default_factory=dict)
+    # Validated by their own modules (optiscope.tuning.spec, optiscope.hypotheses.spec), which
+    # parse_config calls, so that each concept's schema lives beside the code that uses it.
+    tuning: dict[str, Any] | None = None
+    hypotheses: list[dict[str, Any]] = Field(default_factory=list)
 
     def cells(self) -> list[Cell]:
         """Every (task setting x optimizer setting) of the experiment, in config order.
@@ -285,6 +289,14 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
             from optiscope.probes.schedule import validate_probe_config
 
             validate_probe_config(cfg.probes)
+        if cfg.tuning is not None:
+            from optiscope.tuning.spec import parse_tuning
+
+            parse_tuning(cfg)
+        if cfg.hypotheses:
+            from optiscope.hypotheses.spec import parse_hypotheses
+
+            parse_hypotheses(cfg)
     except OptiscopeError as exc:
         raise OptiscopeError(f"{source}: {exc}") from None
     return cfg

@@ -7,8 +7,7 @@ as `failed` with the error, and the experiment goes on.
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +16,11 @@ import torch
 
 from optiscope.config import Cell, ExperimentConfig
 from optiscope.engine.ensemble import EnsembleTrainer
+from optiscope.engine.executors import Executor, LocalExecutor
 from optiscope.engine.landing import land_cell, run_rows
 from optiscope.engine.loop import LoopTrainer
 from optiscope.engine.result import CellResult
+from optiscope.engine.work import CellOutcome, UnitContext, plan_units
 from optiscope.engine.trainer import Trainer
 from optiscope.errors import OptiscopeError
 from optiscope.optim.registry import check_hyperparameters, is_ensemble_aware, resolve_optimizer
@@ -103,6 +104,52 @@ def run_cell(
     return result
 
 
+def land_outcome(store: RunStore, outcome: CellOutcome, *, save_params: bool) -> None:
+    """Write one cell's outcome: trained (metrics, parameters, runs) or failed (runs only)."""
+    if outcome.error is None:
+        land_cell(store, outcome.cell, outcome.result, outcome.task, save_params=save_params)
+        return
+    store.write_cell(
+        outcome.cell.cell_id, run_rows(outcome.cell, None, outcome.error),
+        {"run_id": np.array([], dtype=object), "step": np.array([], dtype=np.int64),
+         "name": np.array([], dtype=object), "value": np.array([])},
+    )
+
+
+def train_cells(
+    cells: Sequence[Cell],
+    store: RunStore,
+    ctx: UnitContext,
+    *,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+    pack: bool = True,
+) -> RunSummary:
+    """Train and land every cell of `cells` missing from `store` (failed cells are tried again).
+
+    The one path every run takes: an experiment's cells, a tuning study's trials and its final
+    re-runs all come through here, whichever executor trains them.
+    """
+    progress = progress or Progress()
+    executor = executor or LocalExecutor()
+    done = store.completed_cells() - store.failed_cells()
+    todo = [c for c in cells if c.cell_id not in done]
+    summary = RunSummary(skipped=[c.cell_id for c in cells if c.cell_id in done])
+    units = plan_units(todo, pack=pack)
+    progress.start(sum(u.total_steps for u in units))
+    finished = 0
+    for outcomes in executor.run(units, ctx, store=store, on_step=progress.advance):
+        for outcome in outcomes:
+            progress.cell(outcome.cell, finished, len(todo))
+            finished += 1
+            land_outcome(store, outcome, save_params=ctx.save_params)
+            if outcome.error is None:
+                summary.trained.append(outcome.cell.cell_id)
+            else:
+                summary.failed[outcome.cell.cell_id] = outcome.error.splitlines()[0]
+    return summary
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     store: RunStore,
@@ -111,37 +158,26 @@ def run_experiment(
     progress: Progress | None = None,
     config_text: str | None = None,
     probe_runner_factory: Callable[[ExperimentConfig], Any] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Train every cell of `cfg` missing from `store`."""
+    """Train every cell of `cfg` missing from `store` (with `[tuning]`: run the tuning protocol).
+
+    Probes run when `probe_runner_factory` is given and the config has `[probes]`.
+    """
     device = resolve_device(device or cfg.experiment.device)
-    progress = progress or Progress()
     if config_text is not None:
         store.save_config(config_text)
-    cells = cfg.cells()
-    done = store.completed_cells() - store.failed_cells()  # failed cells are tried again
-    todo = [c for c in cells if c.cell_id not in done]
-    summary = RunSummary(skipped=[c.cell_id for c in cells if c.cell_id in done])
-    progress.start(sum(c.steps for c in todo))
-    probe_runner = probe_runner_factory(cfg) if probe_runner_factory and cfg.probes else None
-    for i, cell in enumerate(todo):
-        progress.cell(cell, i, len(todo))
-        try:
-            run_cell(
-                cell, store, device,
-                checkpoint_every=cfg.experiment.checkpoint_every,
-                save_params=cfg.experiment.save_params,
-                on_step=progress.advance,
-                probe_runner=probe_runner,
-            )
-            summary.trained.append(cell.cell_id)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # recorded, not lost: the other cells go on
-            message = f"{type(exc).__name__}: {exc}"
-            store.write_cell(
-                cell.cell_id, run_rows(cell, None, message + "\n" + traceback.format_exc()),
-                {"run_id": np.array([], dtype=object), "step": np.array([], dtype=np.int64),
-                 "name": np.array([], dtype=object), "value": np.array([])},
-            )
-            summary.failed[cell.cell_id] = message
-    return summary
+    ctx = UnitContext(
+        device=device,
+        checkpoint_every=cfg.experiment.checkpoint_every,
+        save_params=cfg.experiment.save_params,
+        probe_config=dict(cfg.probes) if probe_runner_factory and cfg.probes else {},
+    )
+    if getattr(cfg, "tuning", None):
+        from optiscope.tuning.protocol import run_tuning
+
+        def train(cells: Sequence[Cell]) -> RunSummary:
+            return train_cells(cells, store, ctx, executor=executor, progress=progress)
+
+        return run_tuning(cfg, store, train)
+    return train_cells(cfg.cells(), store, ctx, executor=executor, progress=progress)

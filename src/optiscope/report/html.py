@@ -28,7 +28,7 @@ from optiscope.report.selection import generalisation, tuning
 from optiscope.report.trajectories import has_iterates, stored_trajectories
 from optiscope.store import RunStore
 
-__all__ = ["EXTRA_SECTIONS", "Section", "SectionFn", "build_report", "figure", "fmt", "note", "render"]
+__all__ = ["EXTRA_SECTIONS", "LEADING_SECTIONS", "Section", "SectionFn", "build_report", "figure", "fmt", "note", "render"]
 
 
 @dataclass
@@ -234,6 +234,8 @@ def profile_section(view: StoreView) -> Section:
 
 #: Extra sections other modules contribute (the probe panels). Each is called with the view.
 EXTRA_SECTIONS: list[SectionFn] = []
+#: Sections that open the report, before the setup (the hypotheses' verdicts).
+LEADING_SECTIONS: list[SectionFn] = []
 
 
 def build_report(store: RunStore, out: str | Path, title: str | None = None) -> Path:
@@ -241,6 +243,7 @@ def build_report(store: RunStore, out: str | Path, title: str | None = None) -> 
     view = StoreView.load(store)
     sections: list[Section] = []
     if view.cells:
+        sections.extend(s for fn in LEADING_SECTIONS if (s := fn(view)) is not None)
         sections.append(setup_section(view))
         sections.extend(task_section(view, k, t) for k, t in enumerate(view.tasks()))
         sections.append(profile_section(view))
