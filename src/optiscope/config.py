@@ -183,6 +183,12 @@ class Cell:
     log_every: int
     given_task_settings: dict[str, Any] | None = None
     given_hyperparameters: dict[str, Any] | None = None
+    #: "cell" (an experiment's cell), "trial" (a tuning trial), "final" (a tuned/default re-run);
+    #: not part of the id: it says why a cell ran, not what it computed.
+    role: str = "cell"
+    #: matmul precision, "fp32" | "tf32" | "bf16"; part of the id only when not fp32, so the ids
+    #: of stores written before precision existed stay valid.
+    precision: str = "fp32"
 
     @property
     def cell_id(self) -> str:
@@ -195,6 +201,7 @@ class Cell:
             canonical_numbers(
                 [self.task, self.task_settings, self.optimizer, self.hyperparameters,
                  list(self.seeds), self.steps, self.eval_every, self.log_every]
+                + ([] if self.precision == "fp32" else [self.precision])
             ),
             sort_keys=True, default=str,
         )

@@ -74,6 +74,9 @@ def run_rows(
                 "versions": json.dumps(versions(), sort_keys=True),
                 "error": error,
                 "created_at": now,
+                "role": cell.role,
+                "precision": cell.precision,
+                "chunk_size": None if result is None else result.chunk_size,
             }
         )
     return rows

@@ -83,6 +83,7 @@ class CellResult:
     final_params: dict[str, Tensor] = field(default_factory=dict)
     init_params: dict[str, Tensor] = field(default_factory=dict)
     func_evals: int = 0  # forward-only evaluations, the most any member spent
+    chunk_size: int | None = None  # members per chunk when memory split the ensemble; None: all
 
     @property
     def status(self) -> list[str]:

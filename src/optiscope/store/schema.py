@@ -29,6 +29,9 @@ RUNS = pa.schema(
         ("versions", pa.string()),  # JSON: optiscope, torch, python, platform
         ("error", pa.string()),  # message when status = failed
         ("created_at", pa.timestamp("us", tz="UTC")),
+        ("role", pa.string()),  # cell | trial (a tuning trial) | final (a tuned or default re-run)
+        ("precision", pa.string()),  # fp32 | tf32 | bf16: the matmul precision it trained with
+        ("chunk_size", pa.int64()),  # members trained at once when memory split the ensemble
     ]
 )
 
