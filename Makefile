@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow browser bench clean
+.PHONY: setup demo test test-slow browser bench studies clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,13 @@ test-slow: setup browser
 
 bench: setup
 	$(BIN)/python benchmarks/ensemble_throughput.py
+
+# Every study under studies/: train, report, verify its hypotheses (a failing verdict does not
+# stop the rest), then write studies/FINDINGS.md and the README's findings table.
+# STUDIES_ARGS="--only jiang_rmed_linear_net --seeds 32" runs one study bigger.
+STUDIES_ARGS ?=
+studies: setup
+	$(BIN)/python studies/run_all.py $(STUDIES_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -90,9 +90,16 @@ def run(
     store: Annotated[Path | None, typer.Option(help="store directory (default runs/<name>)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file)")] = None,
     report: Annotated[bool, typer.Option(help="write STORE/report.html when done")] = False,
+    executor: Annotated[str, typer.Option(help="local (in this process) or ray (one Ray task per ensemble)")] = "local",
+    address: Annotated[str | None, typer.Option(help="ray: a running cluster, 'auto' or ray://host:port (default: start Ray here)")] = None,
+    workers: Annotated[int | None, typer.Option(help="ray: worker processes (default: one per core; on a cluster: cells in flight)")] = None,
+    gpus_per_cell: Annotated[float | None, typer.Option(help="ray on cuda: GPUs per ensemble, a fraction shares a card (default 1)")] = None,
+    max_retries: Annotated[int, typer.Option(help="ray: retries of an ensemble whose worker died")] = 2,
+    shared_store: Annotated[bool | None, typer.Option("--shared-store/--no-shared-store", help="ray: workers can reach the store (keep checkpoints there); default: yes without --address")] = None,
 ) -> None:
     """Train every cell of EXPERIMENT not already in the store (a rerun resumes)."""
     from optiscope.config import load_config
+    from optiscope.engine.executors import make_executor
     from optiscope.engine.runner import resolve_device, run_experiment
     from optiscope.store import RunStore
 
@@ -100,7 +107,19 @@ def run(
         cfg = load_config(experiment)
         root = store or Path("runs") / cfg.experiment.name
         run_store = RunStore.create(root)  # fails before training if it cannot be written
-        dev = resolve_device(device or cfg.experiment.device)
+        wanted = device or cfg.experiment.device
+        # On a cluster the GPUs are the workers', not necessarily this machine's.
+        remote_gpu = executor == "ray" and address is not None and (gpus_per_cell or 0) > 0
+        dev = ("cuda" if wanted == "auto" else wanted) if remote_gpu else resolve_device(wanted)
+        if executor != "ray" and (address, workers, gpus_per_cell, shared_store) != (None,) * 4:
+            raise OptiscopeError("--address, --workers, --gpus-per-cell and --shared-store need --executor ray")
+        if gpus_per_cell and not dev.startswith("cuda"):
+            raise OptiscopeError(f"--gpus-per-cell {gpus_per_cell} needs --device cuda (device is {dev})")
+        gpus = gpus_per_cell if gpus_per_cell is not None else float(dev.startswith("cuda"))
+        runner = make_executor(
+            executor, address=address, workers=workers, gpus_per_cell=gpus,
+            max_retries=max_retries, shared_store=shared_store,
+        )
         probe_factory = _probe_factory()
     except OptiscopeError as exc:
         fail(str(exc))
@@ -110,6 +129,7 @@ def run(
     console.print(
         f"[bold]{cfg.experiment.name}[/]: {len(cells)} cells × {len(cfg.experiment.seed_list())} seeds "
         f"on {dev}; {sum(c.cell_id in done for c in cells)} already in {root}"
+        + ("" if executor == "local" else f"; executor {executor} {address or 'local'}")
     )
     columns = (
         TextColumn("{task.description}"),
@@ -126,10 +146,13 @@ def run(
             summary = run_experiment(
                 cfg, run_store, device=dev, progress=_RichProgress(bar),
                 config_text=experiment.read_text(), probe_runner_factory=probe_factory,
+                executor=runner,
             )
         except OptiscopeError as exc:
             fail(str(exc))
             return
+        finally:
+            runner.close()
     console.print(
         f"trained {len(summary.trained)} cells, skipped {len(summary.skipped)} already complete, "
         f"{len(summary.failed)} failed. Store: {root}"
@@ -365,6 +388,47 @@ def probe(
     except OptiscopeError as exc:
         fail(str(exc))
         return
+
+
+# -- verify (the experiment's [[hypotheses]] on the stored runs) ---------------------------------
+@app.command()
+def verify(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    config: Annotated[Path | None, typer.Option(help="TOML file with hypotheses tables (default: the store's saved config)")] = None,
+    output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
+) -> None:
+    """Test every claim of the experiment's hypotheses tables on the stored runs: holds, fails or
+    inconclusive.
+
+    One line per hypothesis: verdict, test statistic, p-value Holm-adjusted across all the
+    hypotheses, effect size with its bootstrap interval, and the test's power at min_effect.
+    Exit status: 0 every hypothesis holds; 1 some fail or are inconclusive (too few seeds to
+    tell); 2 bad input (no hypotheses, an unknown cell or metric).
+    """
+    from rich.markup import escape
+    from rich.text import Text
+
+    from optiscope.formatting import format_number
+    from optiscope.hypotheses.evaluate import VERDICT_COLUMNS, verdict_rows, verify_store
+    from optiscope.tabular import check_format, write_rows
+
+    try:
+        fmt = check_format(output)
+        if config is not None and not config.is_file():
+            raise OptiscopeError(f"--config: '{config}' is not a file")
+        verdicts = verify_store(store, config=config)
+    except OptiscopeError as exc:
+        fail(escape(str(exc)))  # messages quote [[hypotheses]], which is not rich markup
+        return
+    rows = verdict_rows(verdicts)
+    if fmt == "table":  # plain text cells (names may hold brackets), numbers formatted, verdicts coloured
+        colour = {"holds": "bold green", "fails": "bold red", "inconclusive": "bold yellow"}
+        rows = [[r[0], Text(r[1], style=colour[r[1]]), *r[2:]] for r in rows]
+        write_rows(VERDICT_COLUMNS, rows, fmt, title="hypotheses", text=lambda v: v if isinstance(v, Text)
+                   else Text(format_number(v) if isinstance(v, float) else _cell_text(v)))
+    else:
+        write_rows(VERDICT_COLUMNS, rows, fmt)
+    raise typer.Exit(0 if all(v.holds for v in verdicts) else 1)
 
 
 def main() -> None:  # pragma: no cover

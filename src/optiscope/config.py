@@ -43,6 +43,13 @@ class ExperimentSection(BaseModel):
     device: str = "auto"
     checkpoint_every: int = Field(0, ge=0, description="steps between crash checkpoints; 0: off")
     save_params: bool = True
+    #: Training precision (optiscope.engine.precision): fp32, TF32 matmuls (CUDA), bf16 autocast.
+    precision: typing.Literal["fp32", "tf32", "bf16"] = "fp32"
+    #: torch.compile the ensemble's forward and backward (falls back to eager where it fails).
+    compile: bool = False
+    #: Memory (GiB) the ensemble may use, instead of what the device reports free
+    #: (optiscope.engine.chunking): a larger ensemble trains in chunks of members.
+    max_memory_gb: float | None = Field(None, gt=0)
 
     @field_validator("seeds")
     @classmethod
@@ -77,9 +84,52 @@ class TaskEntry(_Named):
 
 
 class OptimizerEntry(_Named):
-    """`[[optimizers]]`: an optimizer name (or "module:Class") and its hyperparameters."""
+    """`[[optimizers]]`: an optimizer name (or "module:Class") and its hyperparameters.
+
+    `steps` or `grad_evals` (not both) give this optimizer its own budget instead of
+    `[experiment].steps`, so that a method taking two gradient evaluations per step (SAM) can be
+    compared at equal cost: `grad_evals = N` trains N // grad_evals_per_step steps.
+    """
 
     label: str | None = None
+    steps: int | None = Field(None, ge=1, description="this optimizer's steps")
+    grad_evals: int | None = Field(None, ge=1, description="this optimizer's gradient evaluations")
+
+    @pydantic.model_validator(mode="after")
+    def _one_budget(self) -> OptimizerEntry:
+        if self.steps is not None and self.grad_evals is not None:
+            raise ValueError(
+                f"optimizer '{self.name}' sets both steps and grad_evals: set one budget, "
+                "steps (training steps) or grad_evals (gradient evaluations)"
+            )
+        if self.grad_evals is not None:
+            try:
+                cls = resolve_optimizer(self.name)
+            except OptiscopeError:
+                return self  # the unknown name is reported with the other optimizer checks
+            self.budget_steps(cls, 0)
+        return self
+
+    def budget_steps(self, cls: type, default: int) -> int:
+        """Steps this optimizer trains for: `steps`, grad_evals // grad_evals_per_step, or
+        `default` (the experiment's)."""
+        if self.steps is not None:
+            return self.steps
+        if self.grad_evals is None:
+            return default
+        per_step = getattr(cls, "grad_evals_per_step", 1)
+        if not isinstance(per_step, int) or isinstance(per_step, bool) or per_step < 1:
+            raise ValueError(
+                f"optimizer '{self.name}': grad_evals needs a fixed number of gradient evaluations "
+                f"per step, and it has {per_step!r}; set steps instead"
+            )
+        steps = self.grad_evals // per_step
+        if steps < 1:
+            raise ValueError(
+                f"optimizer '{self.name}': grad_evals = {self.grad_evals} is less than one step "
+                f"({per_step} gradient evaluations per step)"
+            )
+        return steps
 
 
 class ExperimentConfig(BaseModel):
@@ -107,14 +157,14 @@ class ExperimentConfig(BaseModel):
             for given in expand_grid(t.settings(), _task_types(t.name))
         ]
         opts = [
-            (o.name, o.label, given)
+            (o.name, o.label, given, o.budget_steps(resolve_optimizer(o.name), self.experiment.steps))
             for o in self.optimizers
             for given in expand_grid(o.settings(), _optimizer_types(o.name))
         ]
         cells = []
         for tn, task_given, ts in tasks:
             task = functools.cache(functools.partial(make_task, tn, **ts))  # built only if needed
-            for on, label, hp_given in opts:
+            for on, label, hp_given, steps in opts:
                 cells.append(
                     Cell(
                         experiment=self.experiment.name,
@@ -124,9 +174,11 @@ class ExperimentConfig(BaseModel):
                         label=label,
                         hyperparameters=effective_hyperparameters(on, hp_given, task),
                         seeds=tuple(self.experiment.seed_list()),
-                        steps=self.experiment.steps,
+                        steps=steps,
                         eval_every=self.experiment.eval_every,
                         log_every=self.experiment.log_every,
+                        precision=self.experiment.precision, compile=self.experiment.compile,
+                        max_memory_gb=self.experiment.max_memory_gb,
                         given_task_settings=task_given,
                         given_hyperparameters=hp_given,
                     )
@@ -189,6 +241,10 @@ class Cell:
     #: matmul precision, "fp32" | "tf32" | "bf16"; part of the id only when not fp32, so the ids
     #: of stores written before precision existed stay valid.
     precision: str = "fp32"
+    #: How the cell runs, not what it computes (not part of the id): torch.compile of the step,
+    #: and the memory override for chunking (results equal either way, to float tolerance).
+    compile: bool = False
+    max_memory_gb: float | None = None
 
     @property
     def cell_id(self) -> str:
@@ -199,7 +255,7 @@ class Cell:
         """
         key = json.dumps(
             canonical_numbers(
-                [self.task, self.task_settings, self.optimizer, self.hyperparameters,
+                [self.task, _hashed_task_settings(self.task_settings), self.optimizer, self.hyperparameters,
                  list(self.seeds), self.steps, self.eval_every, self.log_every]
                 + ([] if self.precision == "fp32" else [self.precision])
             ),
@@ -216,6 +272,14 @@ class Cell:
         given = self.hyperparameters if self.given_hyperparameters is None else self.given_hyperparameters
         hp = ", ".join(f"{k}={_short(v)}" for k, v in given.items())
         return f"{self.optimizer}({hp})" if hp else self.optimizer
+
+
+def _hashed_task_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Task settings as the cell id hashes them: a data task's `eval_split` at its default
+    ("test") is left out, so cells of stores written before the setting existed keep their ids."""
+    if settings.get("eval_split") == "test":
+        return {k: v for k, v in settings.items() if k != "eval_split"}
+    return settings
 
 
 def canonical_numbers(value: Any) -> Any:

@@ -90,10 +90,11 @@ def test_range_errors_name_the_field_and_range():
 
 
 def test_per_member_tensor_hyperparameters_are_checked_entrywise():
-    opt = SGD(_params(), lr=torch.tensor([0.1, 0.2]), ensemble_dims=1)
-    assert torch.equal(opt.param_groups[0]["lr"], torch.tensor([0.1, 0.2]))
+    two_members = [torch.nn.Parameter(torch.randn(2, 3))]
+    opt = SGD(two_members, lr=torch.tensor([0.1, 0.2], dtype=torch.float64), ensemble_dims=1)
+    assert torch.equal(opt.param_groups[0]["lr"], torch.tensor([0.1, 0.2], dtype=torch.float64))
     with pytest.raises(HyperparameterError, match="lr"):
-        SGD(_params(), lr=torch.tensor([0.1, -0.2]), ensemble_dims=1)
+        SGD(two_members, lr=torch.tensor([0.1, -0.2]), ensemble_dims=1)
 
 
 def test_config_validation_and_listing_read_the_declaration():

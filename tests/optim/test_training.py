@@ -19,6 +19,7 @@ SETTINGS = {
     "sgld": {"lr": 0.1}, "nig_sgd": {"lr": 0.1, "momentum": 0.9}, "nim_sgd": {"lr": 0.1, "momentum": 0.9},
     "bh": {"lr": 0.2, "hop_interval": 5}, "monotonic_bh": {"lr": 0.2, "hop_interval": 5},
     "metropolis_bh": {"lr": 0.2, "hop_interval": 5},
+    "powerprop": {"lr": 0.1, "base_hyperparameters": {"momentum": 0.9}},
 }
 
 

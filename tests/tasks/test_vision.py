@@ -161,6 +161,15 @@ def test_cifar10_reader_parses_python_batches_and_cnn_trains(tmp_path):
     assert torch.isfinite(trainer.evaluate()["test_loss"]).all()
 
 
+def test_cifar10_validation_split_is_standardised_with_the_rows_trained_on(tmp_path):
+    make_cifar(tmp_path)
+    task = make_task("cifar10-cnn", data_root=str(tmp_path), channels=2, batch_size=5, eval_split="validation")
+    assert (len(task.y), len(task.y_val)) == (12, 3) and not hasattr(task, "x_test")
+    assert task.x.double().mean(dim=(0, 2, 3)).abs().max() < 1e-6  # held-out rows not in the statistics
+    trainer = EnsembleTrainer(task, SGD, {"lr": 0.01}, [0, 1])
+    assert sorted(trainer.evaluate()) == ["train_acc", "train_loss", "val_acc", "val_loss"]
+
+
 def test_missing_cifar_error_names_the_files_and_the_source(tmp_path):
     with pytest.raises(DataMissingError, match="data_batch_1..5.*cifar.html"):
         make_task("cifar10-cnn", data_root=str(tmp_path))

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
+from optiscope.engine.compile import maybe_compiled
+from optiscope.engine.precision import autocast, check_precision
 from optiscope.engine.trainer import ProbeRunner, StrategyTrainer
 from optiscope.optim.base import EnsembleOptimizer
 from optiscope.optim.roles import parameters_for
@@ -66,9 +68,12 @@ class EnsembleStep:
         seeds: Sequence[int],
         *,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
     ):
         self.task = task.to(device)
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
         self.seed_tensor = torch.tensor(list(seeds))
         self.init_params = {k: v.to(self.device) for k, v in stack_init(task, list(seeds)).items()}
         self.params = {k: v.clone().requires_grad_(True) for k, v in self.init_params.items()}
@@ -77,8 +82,11 @@ class EnsembleStep:
             **hyperparameters, ensemble_dims=1,
         )
         self.optimizer.member_seeds = self.seed_tensor
-        self._grad_fn = vmapped(grad_and_value(task.loss))
-        self._loss_fn = vmapped(task.loss)
+        self._grad_fn = maybe_compiled(
+            self._in_precision(vmapped(grad_and_value(task.loss))),
+            enabled=compile, name=f"the {getattr(task, 'name', type(task).__name__)} ensemble step",
+        )
+        self._loss_fn = self._in_precision(vmapped(task.loss))
         self._eval_fn = vmapped(task.evaluate, eval_chunk_size(task, len(self.seed_tensor)))
         self._frozen_values: Params = {}
         self.grad_evals = 0
@@ -86,6 +94,18 @@ class EnsembleStep:
 
     def values(self) -> Params:
         return {k: p.detach() for k, p in self.params.items()}
+
+    def _in_precision(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` under the cell's autocast (bf16), inside what is compiled; `fn` itself in fp32."""
+        if self.precision != "bf16":
+            return fn
+        precision, device = self.precision, self.device
+
+        def under_autocast(*args: Any) -> Any:
+            with autocast(precision, device):
+                return fn(*args)
+
+        return under_autocast
 
     # -- the closures -------------------------------------------------------------------------
     def grads(self, batch: MemberBatch) -> Tensor:

@@ -5,6 +5,9 @@ never imports a task, an optimizer or the engine: beside the metrics goes a `met
 saying, for every metric name the cell logged, its goal (min, max or none for categorical), unit,
 description, which producer declared it (task, engine, probe, iterate) and which one is the
 headline. A 2-D task also gets the contour `surface` its recorded iterates are drawn on.
+
+Landing is two steps: `cell_payload` (pure: builds every table where the cell trained, which may
+be a Ray worker on another machine) and `land_payload` (the driver writes it, runs file last).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import platform
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,7 @@ import torch
 import optiscope
 from optiscope.config import Cell
 from optiscope.engine.result import ENGINE_METRICS, CellResult
+from optiscope.engine.work import CellOutcome
 from optiscope.probes import registry as probe_registry
 from optiscope.probes.iterates import ITERATE_METRICS, ITERATE_NAMES, contour_surface
 from optiscope.store import RunStore
@@ -133,15 +138,30 @@ def iterate_surface(task: Any, cols: dict[str, np.ndarray], n_members: int) -> p
     return None if surface is None else pa.table(surface, schema=SURFACE)
 
 
-def land_cell(
-    store: RunStore,
-    cell: Cell,
-    result: CellResult,
-    task: Any,
-    *,
-    save_params: bool = True,
-) -> None:
-    """Write one trained cell: metrics, parameters, metric declarations, then its run rows."""
+@dataclass
+class CellPayload:
+    """Everything landing writes for one cell, built where the cell trained (no store access).
+
+    Plain tables, arrays and CPU tensors only, so it pickles: a Ray worker returns it to the
+    driver through the object store and the driver lands it (`land_payload`). The local
+    executor goes through the same two steps, so there is one landing rule.
+    """
+
+    cell: Cell
+    runs: list[dict[str, Any]]
+    metrics: dict[str, np.ndarray]
+    params: dict[str, torch.Tensor] | None = None
+    metric_info: list[dict[str, Any]] | None = None
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    error: str | None = None  # set for a failed cell: its runs rows say `failed`
+
+    @property
+    def cell_id(self) -> str:
+        return self.cell.cell_id
+
+
+def cell_payload(cell: Cell, result: CellResult, task: Any, *, save_params: bool = True) -> CellPayload:
+    """A trained cell's run rows, metrics, parameters, metric declarations and extra tables."""
     cols = result.metrics.columns(result.diverged_step)
     run_ids = np.array([f"{cell.cell_id}-s{s}" for s in cell.seeds], dtype=object)
     metrics = {
@@ -152,10 +172,45 @@ def land_cell(
     }
     params = None
     if save_params and result.final_params:
-        params = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
+        both = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
+        params = {k: v.detach().cpu().contiguous() for k, v in both.items()}
     info = metric_info_rows(cell.cell_id, task, [str(n) for n in np.unique(cols["name"])])
     surface = iterate_surface(task, cols, len(cell.seeds))
-    store.write_cell(
-        cell.cell_id, run_rows(cell, result, task_metadata=task.metadata()), metrics, params,
-        metric_info=info, tables=None if surface is None else {"surface": surface},
+    return CellPayload(
+        cell, run_rows(cell, result, task_metadata=task.metadata()), metrics, params,
+        metric_info=info, tables={} if surface is None else {"surface": surface},
     )
+
+
+def failed_payload(cell: Cell, error: str) -> CellPayload:
+    """A cell whose training raised (or whose worker died): its run rows, `failed`, no metrics."""
+    empty = {"run_id": np.array([], dtype=object), "step": np.array([], dtype=np.int64),
+             "name": np.array([], dtype=object), "value": np.array([])}
+    return CellPayload(cell, run_rows(cell, None, error), empty, error=error)
+
+
+def outcome_payload(outcome: CellOutcome, *, save_params: bool = True) -> CellPayload:
+    """The payload of one unit outcome: trained or failed."""
+    if outcome.error is not None:
+        return failed_payload(outcome.cell, outcome.error)
+    return cell_payload(outcome.cell, outcome.result, outcome.task, save_params=save_params)
+
+
+def land_payload(store: RunStore, payload: CellPayload) -> None:
+    """Write one cell's payload: tables and parameters first, its runs file last (the commit)."""
+    store.write_cell(
+        payload.cell_id, payload.runs, payload.metrics, payload.params,
+        metric_info=payload.metric_info, tables=payload.tables or None,
+    )
+
+
+def land_cell(
+    store: RunStore,
+    cell: Cell,
+    result: CellResult,
+    task: Any,
+    *,
+    save_params: bool = True,
+) -> None:
+    """Write one trained cell: metrics, parameters, metric declarations, then its run rows."""
+    land_payload(store, cell_payload(cell, result, task, save_params=save_params))

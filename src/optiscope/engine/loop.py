@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optiscope.engine.precision import autocast, check_precision
 from optiscope.engine.trainer import StrategyTrainer
 from optiscope.optim.roles import parameters_for
 from optiscope.tasks.base import Batch, Params, Task
@@ -38,9 +39,14 @@ class MemberLoopStep:
         seeds: Sequence[int],
         *,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
     ):
+        # `compile` is accepted for a uniform constructor and ignored: the per-member loop is the
+        # uncompiled reference the ensemble step is tested against.
         self.task = task.to(device)
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
         self.seeds = list(seeds)
         self.members: list[Params] = []
         self.optimizers: list[Optimizer] = []
@@ -72,11 +78,13 @@ class MemberLoopStep:
         def closure() -> Tensor:
             if torch.is_grad_enabled():
                 opt.zero_grad()
-                loss = self.task.loss(params, batch)
+                with autocast(self.precision, self.device):
+                    loss = self.task.loss(params, batch)
                 loss.backward()
                 self.grad_evals[i] += 1
             else:
-                loss = self.task.loss(params, batch)
+                with autocast(self.precision, self.device):
+                    loss = self.task.loss(params, batch)
                 self.func_evals[i] += 1
             if not first_loss:
                 first_loss.append(float(loss.detach()))

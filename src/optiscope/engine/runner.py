@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from optiscope.config import Cell, ExperimentConfig
 from optiscope.engine.ensemble import EnsembleTrainer
 from optiscope.engine.executors import Executor, LocalExecutor
-from optiscope.engine.landing import land_cell, run_rows
+from optiscope.engine.landing import land_cell, land_payload, outcome_payload
 from optiscope.engine.loop import LoopTrainer
 from optiscope.engine.result import CellResult
 from optiscope.engine.work import CellOutcome, UnitContext, plan_units
@@ -67,14 +66,29 @@ def probe_hooks(task: Task, probe_runner: Any = None) -> list[Any]:
     return hooks
 
 
-def make_trainer(cell: Cell, device: str, probe_runner: Any = None) -> Trainer:
-    """The cell's trainer: the ensemble step for ensemble-aware optimizers, else member by member."""
-    task = make_task(cell.task, **cell.task_settings)
+def make_trainer(
+    cell: Cell,
+    device: str,
+    probe_runner: Any = None,
+    *,
+    task: Task | None = None,
+    seeds: Sequence[int] | None = None,
+    per_member: dict[str, Any] | None = None,
+    hooks: list[Any] | None = None,
+) -> Trainer:
+    """The cell's trainer: the ensemble step for ensemble-aware optimizers, else member by member.
+
+    A packed unit (engine.work) passes its `seeds`, the `per_member` hyperparameter tensors that
+    replace the cell's values, its built `task` and its per-cell probe `hooks`.
+    """
+    task = make_task(cell.task, **cell.task_settings) if task is None else task
     cls = resolve_optimizer(cell.optimizer)
-    hp = check_hyperparameters(cell.optimizer, cell.hyperparameters)
+    hp = {**check_hyperparameters(cell.optimizer, cell.hyperparameters), **(per_member or {})}
     trainer_cls = EnsembleTrainer if is_ensemble_aware(cls) else LoopTrainer
     return trainer_cls(
-        task, cls, hp, list(cell.seeds), device=device, probe_runner=probe_hooks(task, probe_runner)
+        task, cls, hp, list(cell.seeds if seeds is None else seeds), device=device,
+        probe_runner=probe_hooks(task, probe_runner) if hooks is None else hooks,
+        precision=cell.precision, compile=cell.compile,
     )
 
 
@@ -106,14 +120,7 @@ def run_cell(
 
 def land_outcome(store: RunStore, outcome: CellOutcome, *, save_params: bool) -> None:
     """Write one cell's outcome: trained (metrics, parameters, runs) or failed (runs only)."""
-    if outcome.error is None:
-        land_cell(store, outcome.cell, outcome.result, outcome.task, save_params=save_params)
-        return
-    store.write_cell(
-        outcome.cell.cell_id, run_rows(outcome.cell, None, outcome.error),
-        {"run_id": np.array([], dtype=object), "step": np.array([], dtype=np.int64),
-         "name": np.array([], dtype=object), "value": np.array([])},
-    )
+    land_payload(store, outcome_payload(outcome, save_params=save_params))
 
 
 def train_cells(
@@ -138,15 +145,16 @@ def train_cells(
     units = plan_units(todo, pack=pack)
     progress.start(sum(u.total_steps for u in units))
     finished = 0
-    for outcomes in executor.run(units, ctx, store=store, on_step=progress.advance):
-        for outcome in outcomes:
-            progress.cell(outcome.cell, finished, len(todo))
+    for unit, payloads in executor.run(units, ctx, store=store, on_step=progress.advance):
+        for payload in payloads:
+            progress.cell(payload.cell, finished, len(todo))
             finished += 1
-            land_outcome(store, outcome, save_params=ctx.save_params)
-            if outcome.error is None:
-                summary.trained.append(outcome.cell.cell_id)
+            land_payload(store, payload)
+            if payload.error is None:
+                summary.trained.append(payload.cell_id)
             else:
-                summary.failed[outcome.cell.cell_id] = outcome.error.splitlines()[0]
+                summary.failed[payload.cell_id] = payload.error.splitlines()[0]
+        store.checkpoint_path(unit.unit_id).unlink(missing_ok=True)  # a pack's (a cell's: gone)
     return summary
 
 
@@ -164,7 +172,10 @@ def run_experiment(
 
     Probes run when `probe_runner_factory` is given and the config has `[probes]`.
     """
-    device = resolve_device(device or cfg.experiment.device)
+    wanted = device or cfg.experiment.device
+    # A cluster's workers may have GPUs this driver lacks: they check the device themselves.
+    remote = getattr(executor, "remote_device", False) and wanted.startswith("cuda")
+    device = wanted if remote else resolve_device(wanted)
     if config_text is not None:
         store.save_config(config_text)
     ctx = UnitContext(

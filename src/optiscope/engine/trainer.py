@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from optiscope.engine.precision import matmul_precision
 from optiscope.engine.result import CellResult, MetricLog
 from optiscope.tasks.base import Params, Task
 
@@ -46,6 +47,7 @@ class StepStrategy(Protocol):
     """
 
     mode: str  # "ensemble" | "loop": stored with each run
+    precision: str  # "fp32" | "tf32" | "bf16" (optiscope.engine.precision)
     task: Task
     device: torch.device
     init_params: Params
@@ -121,6 +123,10 @@ class Trainer:
         return self.strategy.init_params
 
     @property
+    def precision(self) -> str:
+        return getattr(self.strategy, "precision", "fp32")
+
+    @property
     def grad_evals(self) -> int:
         return _most(self.strategy.counters()["grad_evals"])
 
@@ -130,7 +136,8 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
     def train_step(self) -> Tensor:
-        loss = self.strategy.train_step(self.step, self.frozen, self._check_divergence)
+        with matmul_precision(self.precision, self.device):
+            loss = self.strategy.train_step(self.step, self.frozen, self._check_divergence)
         self.strategy.restore_frozen(self.frozen)
         self.step += 1
         return loss
@@ -265,8 +272,11 @@ class StrategyTrainer(Trainer):
         *,
         device: str = "cpu",
         probe_runner: ProbeHook | Sequence[ProbeHook] | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
     ):
-        step = self.step_cls(task, optimizer_cls, hyperparameters, seeds, device=device)
+        step = self.step_cls(task, optimizer_cls, hyperparameters, seeds, device=device,
+                             precision=precision, compile=compile)
         super().__init__(step, seeds, probes=probe_runner)
 
 

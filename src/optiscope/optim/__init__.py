@@ -11,9 +11,11 @@ from optiscope.optim.adaptive import Adagrad, NAdam, RMSprop
 from optiscope.optim.armijo import SGDArmijo
 from optiscope.optim.base import EnsembleOptimizer, HyperparameterError, StepContext, Transform
 from optiscope.optim.basin_hopping import BasinHopping, MetropolisBasinHopping, MonotonicBasinHopping
+from optiscope.optim.hyperparameters import per_member_names
 from optiscope.optim.lion import Lion
 from optiscope.optim.muon import Muon
 from optiscope.optim.noise import SGLD, NiGSGD, NiMSGD, NoisySGD
+from optiscope.optim.powerprop import Powerprop
 from optiscope.optim.prodigy import Prodigy
 from optiscope.optim.registry import OPTIMIZERS, register_optimizer, resolve_optimizer
 from optiscope.optim.sam import ASAM, SAM
@@ -45,6 +47,7 @@ for _name, _cls in {
     "bh": BasinHopping,
     "monotonic_bh": MonotonicBasinHopping,
     "metropolis_bh": MetropolisBasinHopping,
+    "powerprop": Powerprop,
 }.items():
     register_optimizer(_name, _cls)
 
@@ -77,6 +80,7 @@ __all__ = [
     "Steepest",
     "StepContext",
     "Transform",
+    "per_member_names",
     "register_optimizer",
     "resolve_optimizer",
 ]

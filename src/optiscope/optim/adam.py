@@ -25,7 +25,18 @@ from optiscope.optim.hyperparameters import (
     is_per_member,
     without,
 )
+from optiscope.optim.kernels import (
+    MAX_GPU_RUNS,
+    RunCache,
+    SliceCache,
+    member_columns,
+    scalar_settings,
+    sliced,
+)
 from optiscope.optim.transforms import ScaleByAdam, decayed_chain
+
+#: The settings of a group the fused kernel takes as numbers (per member: one call per run).
+_SETTINGS = ("lr", "betas", "eps", "weight_decay")
 
 #: None: fuse when it is the same algorithm and faster (see `Adam`).
 FUSED = Hyperparameter("fused", bool | None, None)
@@ -68,11 +79,58 @@ class Adam(EnsembleOptimizer):
         )
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        if not self.use_fused() or is_per_member(group):  # the kernel takes one value per group
+        if not self.use_fused():
             return super()._step_group(group)
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
+        runs = None
+        if is_per_member(group):  # the kernel takes one value per setting: call it per run
+            runs = self._member_runs(group)
+            if runs is None:
+                return super()._step_group(group)
+        states = self._fused_states(group, params)
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        tensors = [
+            params, [p.grad for p in params], [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+        ]
+        if runs is None:
+            return self._fused_kernel(group, tensors, steps)
+        caches = self._caches(group)
+        persistent = [t for i, ts in enumerate(tensors) if i != 1 for t in ts]
+        views = caches["slices"].views(persistent, runs)
+        k = len(params)
+        for (start, stop, values), view in zip(runs, views, strict=True):
+            settings = {**group, **scalar_settings(group, _SETTINGS, values)}
+            grads = sliced(tensors[1], start, stop)
+            run_tensors = [view[:k], grads, view[k : 2 * k], view[2 * k : 3 * k], view[3 * k :]]
+            self._fused_kernel(settings, run_tensors, steps)
+        return None
+
+    def _caches(self, group: dict[str, Any]) -> dict[str, Any]:
+        caches = self.__dict__.setdefault("_kernel_caches", {})
+        return caches.setdefault(id(group), {"runs": RunCache(), "slices": SliceCache()})
+
+    def _member_runs(self, group: dict[str, Any]) -> list | None:
+        """Runs of members sharing every setting (None: too many for one call each)."""
+        runs = self._caches(group)["runs"].runs(member_columns(group, _SETTINGS))
+        device = group["params"][0].device
+        return None if device.type != "cpu" and len(runs) > MAX_GPU_RUNS else runs
+
+    def _fused_kernel(self, group: dict[str, Any], tensors: list, steps: list) -> None:
+        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+        beta1, beta2 = group["betas"]
+        kernel(
+            *tensors, steps,
+            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+            eps=group["eps"], amsgrad=group["amsgrad"], maximize=group["maximize"],
+        )
+
+    def _fused_states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict]:
+        """Each tensor's state, created as the fused kernel expects it (step on the device)."""
         for p in params:
             state = self.state[p]
             if not state:
@@ -83,21 +141,7 @@ class Adam(EnsembleOptimizer):
                     state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             elif state["step"].device != p.device:  # loaded from a non-fused state_dict
                 state["step"] = state["step"].to(p.device)
-        states = [self.state[p] for p in params]
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-        beta1, beta2 = group["betas"]
-        kernel(
-            params,
-            [p.grad for p in params],
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-            steps,
-            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-            eps=group["eps"], amsgrad=group["amsgrad"], maximize=group["maximize"],
-        )
+        return [self.state[p] for p in params]
 
     def chain(self, group: dict[str, Any]):
         return decayed_chain(ScaleByAdam(), group["decoupled_weight_decay"])

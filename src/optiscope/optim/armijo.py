@@ -27,6 +27,7 @@ from optiscope.optim.hyperparameters import (
     OpenFraction,
     Positive,
     declare,
+    member_value,
 )
 
 
@@ -35,8 +36,12 @@ class SGDArmijo(EnsembleOptimizer):
 
     norm = "euclidean (l2), step size by Armijo line search"
     reference = "sls's Armijo search re-implemented in float64; closed form on quadratics"
-    grad_evals_per_step = "1 gradient + line-search trials as forward-only func_evals (counted)"
+    #: One gradient; the line-search trials are forward-only function evaluations (counted apart).
+    grad_evals_per_step = 1
     needs_closure = True
+    #: The search runs until every member has its step: the ensemble's evaluation count is the
+    #: most any member needed, so cells are not packed into one ensemble (engine.packing).
+    variable_evaluations = True
 
     hyperparameters = declare(
         Hyperparameter("init_step_size", Positive, 1.0),
@@ -60,22 +65,30 @@ class SGDArmijo(EnsembleOptimizer):
         grads = [p.grad.detach().clone() for p in params]
         start = [p.detach().clone() for p in params]
         loss0 = torch.as_tensor(loss).detach()
+
+        def hyper(key: str) -> Any:  # a number, or per member in the losses' dtype
+            return member_value(group[key], loss0, self.ensemble_dims)
+
         if "step_size" not in group:
-            group["step_size"] = torch.full_like(loss0, group["init_step_size"])
-        eta = group["step_size"] * group["gamma"] ** (1.0 / group["n_batches_per_epoch"])
+            group["step_size"] = torch.zeros_like(loss0).add_(hyper("init_step_size"))
+        growth = member_value(group["gamma"], loss0, self.ensemble_dims, cast=False) ** (
+            1.0 / group["n_batches_per_epoch"]
+        )
+        eta = group["step_size"] * (growth.to(loss0.dtype) if torch.is_tensor(growth) else growth)
         grad_sq = self.member_sq_norm(grads).to(loss0.dtype)
         searching = grad_sq >= 1e-16  # sls skips the search when ||g|| < 1e-8
         found = ~searching
+        c, beta = hyper("c"), hyper("beta")
         for _ in range(group["max_tries"]):
             self._move(params, start, grads, eta)
             with torch.no_grad():  # forward only (a function evaluation, contract of `step`)
                 trial = torch.as_tensor(closure()).detach()
-            ok = trial <= loss0 - group["c"] * eta * grad_sq
+            ok = trial <= loss0 - c * eta * grad_sq
             newly = ok & ~found
             found = found | newly
             if bool(found.all()):
                 break
-            eta = torch.where(found, eta, eta * group["beta"])
+            eta = torch.where(found, eta, eta * beta)
         step = torch.where(found, eta, torch.full_like(eta, 1e-6))
         self._move(params, start, grads, step)
         group["step_size"] = eta

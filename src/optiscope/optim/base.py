@@ -29,9 +29,13 @@ from optiscope.errors import OptiscopeError
 from optiscope.optim.hyperparameters import (
     Declaration,
     HyperparameterError,
+    check_member_shapes,
+    check_per_member_names,
     checked,
     is_zero,
     member_value,
+    on_device,
+    per_member_names,
     signature_of,
 )
 
@@ -52,7 +56,10 @@ class Scaled:
 
     def tensor(self) -> Tensor:
         u = self.value if self.denominator is None else self.value / self.denominator
-        return u * (self.factor / self.divisor) if (self.factor, self.divisor) != (1.0, 1.0) else u
+        scale = self.factor / self.divisor
+        if isinstance(scale, Tensor):  # per member, kept wide until here
+            return u * scale.to(u.dtype)
+        return u * scale if scale != 1.0 else u
 
 
 #: What a piece passes on: a plain direction, or one with its scalar factors kept apart.
@@ -69,11 +76,19 @@ class StepContext:
     index: int = 0
 
     def hyper(self, group: dict[str, Any], key: str, like: Tensor) -> Any:
-        """Hyperparameter `key` of the group as used on `like` (per-member tensors broadcast)."""
+        """Hyperparameter `key` of the group as used on `like` (per-member tensors broadcast,
+        in `like`'s dtype)."""
         return member_value(group[key], like, self.ensemble_dims)
 
+    def raw(self, group: dict[str, Any], key: str, like: Tensor) -> Any:
+        """Hyperparameter `key` shaped for `like` but kept wide (float64), for arithmetic on
+        hyperparameters (1 - beta2^t); `member` casts the result, as torch casts a Python
+        float."""
+        return member_value(group[key], like, self.ensemble_dims, cast=False)
+
     def member(self, value: Any, like: Tensor) -> Any:
-        """A hyperparameter value (an entry of `betas`, say) as used on `like`."""
+        """A hyperparameter value (an entry of `betas`, a coefficient made from them) as used
+        on `like`."""
         return member_value(value, like, self.ensemble_dims)
 
     def normal_like(self, t: Tensor, stream: str, counter: int) -> Tensor:
@@ -109,10 +124,11 @@ class Apply(Transform):
 
 
 def add_scaled(x: Tensor, y: Tensor, alpha: Any, *, inplace: bool = False) -> Tensor:
-    """x + alpha * y, with torch's fused `alpha=` for a number (as torch.optim rounds) and a
-    broadcast product for a per-member tensor; in place on `x` if asked."""
-    add = x.add_ if inplace else x.add
-    return add(y * alpha) if isinstance(alpha, Tensor) else add(y, alpha=alpha)
+    """x + alpha * y, with torch's fused `alpha=` for a number (as torch.optim rounds) and
+    `addcmul` for a per-member tensor (which rounds as `alpha=` does); in place if asked."""
+    if isinstance(alpha, Tensor):
+        return x.addcmul_(y, alpha) if inplace else x.addcmul(y, alpha)
+    return x.add_(y, alpha=alpha) if inplace else x.add(y, alpha=alpha)
 
 
 class ScaleByLearningRate(Apply):
@@ -126,15 +142,19 @@ class ScaleByLearningRate(Apply):
         self.lr, self.decay = lr, decoupled_weight_decay
 
     def apply(self, u: Direction, p: Tensor, state: dict, group: dict, ctx: StepContext) -> None:
-        lr = ctx.hyper(group, self.lr, p)
+        lr = ctx.raw(group, self.lr, p)
         if self.decay is not None:
-            wd = ctx.hyper(group, self.decay, p)
+            wd = ctx.raw(group, self.decay, p)
             if not is_zero(wd):
-                p.mul_(1 - lr * wd)
+                p.mul_(ctx.member(1 - lr * wd, p))
         d = u if isinstance(u, Scaled) else Scaled(u)
         alpha = -(lr * d.factor / d.divisor)
-        if isinstance(alpha, Tensor):  # per-member learning rates (Prodigy's d lr, issue 8)
-            p.add_(d.value * alpha if d.denominator is None else d.value / d.denominator * alpha)
+        if isinstance(alpha, Tensor):  # per member; rounds as the scalar forms below do
+            alpha = ctx.member(alpha, p)
+            if d.denominator is None:
+                p.addcmul_(d.value, alpha)
+            else:
+                p.addcdiv_(d.value * alpha, d.denominator)
         elif d.denominator is not None:
             p.addcdiv_(d.value, d.denominator, value=alpha)
         else:
@@ -168,9 +188,11 @@ class EnsembleOptimizer(Optimizer):
     norm: ClassVar[str] = "-"
     #: Independent implementation this optimizer is tested against.
     reference: ClassVar[str] = "-"
-    #: Gradient evaluations per `step` (SAM: 2); engines count the real number and store it for
-    #: equal-budget comparisons. A string where it varies (line search, basin hopping).
-    grad_evals_per_step: ClassVar[int | str] = 1
+    #: Gradient evaluations per `step` (SAM: 2), for equal-budget comparisons (a `grad_evals`
+    #: budget runs grad_evals // grad_evals_per_step steps). Forward-only evaluations (line-search
+    #: trials) are not gradients; where the number varies (basin hopping's decision steps) this is
+    #: the typical step's, and the engines count and store the real number.
+    grad_evals_per_step: ClassVar[int] = 1
     #: True when `step` must be given a closure that re-evaluates the loss and gradients.
     needs_closure: ClassVar[bool] = False
     #: True when the optimizer reads each tensor's role (`hidden`, `head`, ... from the task) from
@@ -184,6 +206,7 @@ class EnsembleOptimizer(Optimizer):
         check_ensemble_dims(ensemble_dims, HyperparameterError)
         defaults = {**defaults, "ensemble_dims": ensemble_dims}
         super().__init__(params, defaults)
+        self._place_member_values()
         #: Seeds of the members (shape (S,) with ensemble_dims=1, (1,) otherwise). Optimizers
         #: that draw noise key it on these (optiscope.core.seeded_normal) so member i's
         #: noise is the same in an ensemble and in a loop run with seed i. The engines set it;
@@ -200,6 +223,7 @@ class EnsembleOptimizer(Optimizer):
     def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
         """Build the optimizer from the user's hyperparameters `given` (every declared one, as
         passed or defaulted); subclasses check combinations here before calling super."""
+        check_per_member_names(type(self).__name__, given, per_member_names(type(self)))
         hp = checked(type(self)._settings_init, given)
         defaults = self.group_defaults(hp)
         EnsembleOptimizer.__init__(self, params, defaults, ensemble_dims=ensemble_dims)
@@ -208,6 +232,22 @@ class EnsembleOptimizer(Optimizer):
         """The param-group defaults made from the checked hyperparameters (default: those and
         the class's `fixed` settings)."""
         return {**hp, **self.fixed}
+
+    def _place_member_values(self, *, wide: bool = True) -> None:
+        """Check every per-member tensor in the groups (one entry per member) and move it to
+        its group's device (as float64 if `wide`), once, so steps never copy it from the host."""
+        n = self._n_members() if self.defaults["ensemble_dims"] else None
+        for group in self.param_groups:
+            values = {k: v for k, v in group.items() if k != "params"}
+            check_member_shapes(type(self).__name__, values, n)
+            device = group["params"][0].device if group["params"] else torch.device("cpu")
+            for k, v in values.items():
+                group[k] = on_device(v, device, wide=wide)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's, then per-member values back on the parameters' device (dtypes kept)."""
+        super().load_state_dict(state_dict)
+        self._place_member_values(wide=False)
 
     @property
     def ensemble_dims(self) -> int:

@@ -34,6 +34,8 @@ from optiscope.optim.hyperparameters import (
     NonNegative,
     Positive,
     declare,
+    is_zero,
+    member_value,
     without,
 )
 from optiscope.optim.noise import perturbed_closure
@@ -48,7 +50,9 @@ class BasinHopping(EnsembleOptimizer):
 
     norm = "euclidean (l2) local search + hops"
     reference = "closed forms: rejection restores the accepted point; same seed, same noise"
-    grad_evals_per_step = "(hop_interval + 2) / (hop_interval + 1); counted"
+    #: One per local step; a decision step takes two, so a cycle of hop_interval + 1 steps takes
+    #: hop_interval + 2 (the engines count and store the real number).
+    grad_evals_per_step = 1
     needs_closure = True
 
     hyperparameters = declare(
@@ -103,10 +107,14 @@ class BasinHopping(EnsembleOptimizer):
 
     def _hop(self, c: int) -> None:
         s = self.param_groups[0]["perturbation"]
-        if s == 0:
+        if is_zero(s):
             return
         for p in self._all():
-            p.add_(self.normal_like(p, f"bh-hop/{self.param_index(p)}", c), alpha=s)
+            xi = self.normal_like(p, f"bh-hop/{self.param_index(p)}", c)
+            if isinstance(s, torch.Tensor):  # per member
+                p.add_(xi * member_value(s, p, self.ensemble_dims))
+            else:
+                p.add_(xi, alpha=s)
 
     def _local_step(self, closure: Callable[[], Any], c: int) -> Any:
         first = self.param_groups[0]
@@ -153,7 +161,7 @@ class BasinHopping(EnsembleOptimizer):
         if rule == "monotonic":
             return better & finite
         u = self.member_uniform("bh-metropolis", c).to(loss_new.device)
-        t = self.param_groups[0]["temperature"]
+        t = member_value(self.param_groups[0]["temperature"], loss_new, self.ensemble_dims, cast=False)
         prob = torch.exp(-(loss_new - loss_old).double() / t).clamp(max=1.0)
         return (better | (u.double() < prob)) & finite
 

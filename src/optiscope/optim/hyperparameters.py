@@ -9,17 +9,21 @@ so one declaration checks a config (optiscope.settings.validate_settings makes i
 model), a direct construction (`checked`), and shows in `help()` and `optiscope list
 optimizers`; the error names the argument and the allowed range.
 
-Any scalar hyperparameter may also be a per-member tensor of shape (S,) (issue 8: one ensemble,
-one setting per member): `checked` validates its smallest and largest entries (every range is an
-interval) and `member_value` reshapes it to broadcast against a member-stacked tensor.
+A hyperparameter declared `per_member` (by default: real numbers and tuples of them, such as
+betas; never ints, bools, strings or choices) may also be a per-member tensor of shape (S,), or
+for a tuple a tuple of such tensors and numbers (issues 8 and 10: one ensemble, one setting per
+member, so a grid of values trains as one ensemble): `checked` validates its smallest and largest
+entries (every range is an interval), `check_member_values` its shape, and `member_value`
+reshapes it to broadcast against a member-stacked tensor. `per_member_names` lists them.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import torch
 from pydantic import Field
@@ -50,14 +54,38 @@ class HyperparameterError(OptiscopeError, ValueError):
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """One setting of an optimizer: its name, its range (a pydantic annotation) and default."""
+    """One setting of an optimizer: its name, its range (a pydantic annotation) and default.
+
+    `per_member`: whether one ensemble may give each member its own value (a tensor of shape
+    (S,)); None (the default) infers it from the annotation: True for real numbers and tuples of
+    them, False for ints, bools, strings, choices and tables.
+    """
 
     name: str
     annotation: Any
     default: Any
+    per_member: bool = None  # type: ignore[assignment]  # resolved in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.per_member is None:
+            object.__setattr__(self, "per_member", is_real_annotation(self.annotation))
 
     def parameter(self, kind: inspect._ParameterKind) -> inspect.Parameter:
         return inspect.Parameter(self.name, kind, default=self.default, annotation=self.annotation)
+
+
+def is_real_annotation(annotation: Any) -> bool:
+    """True for float, a constrained float, an optional float, or a tuple of floats."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return is_real_annotation(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(is_real_annotation(a) for a in args)
+    if origin is tuple:
+        args = get_args(annotation)
+        return bool(args) and Ellipsis not in args and all(is_real_annotation(a) for a in args)
+    return annotation is float
 
 
 #: In a declaration, marks the hyperparameters after it keyword-only (``*`` in a signature).
@@ -104,6 +132,33 @@ def declare(*items: Hyperparameter | str | Declaration, **defaults: Any) -> Decl
 ADAM_FAMILY: Declaration = declare(LR, BETAS, EPS, WEIGHT_DECAY)
 
 
+def scalar_only(declaration: Declaration, *names: str) -> Declaration:
+    """`declaration` with the hyperparameters `names` marked not per-member (one value for the
+    whole ensemble: a numerical safeguard or a method's constants, say)."""
+    missing = sorted(set(names) - {h.name for h in declaration if isinstance(h, Hyperparameter)})
+    if missing:
+        raise TypeError(f"scalar_only: no hyperparameter {missing}")
+    return tuple(
+        replace(h, per_member=False) if isinstance(h, Hyperparameter) and h.name in names else h
+        for h in declaration
+    )
+
+
+def per_member_names(optimizer_cls: type) -> frozenset[str]:
+    """The hyperparameters of `optimizer_cls` that may differ between the members of one
+    ensemble (given as tensors of shape (S,)); empty for optimizers that are not
+    optiscope's ensemble-aware ones (torch.optim, third-party classes)."""
+    from optiscope.optim.base import EnsembleOptimizer
+
+    if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, EnsembleOptimizer)):
+        return frozenset()
+    accepted = inspect.signature(optimizer_cls.__init__).parameters
+    return frozenset(
+        h.name for h in optimizer_cls.hyperparameters
+        if isinstance(h, Hyperparameter) and h.per_member and h.name in accepted
+    )
+
+
 def without(declaration: Declaration, *names: str) -> Declaration:
     """`declaration` less the hyperparameters `names` (a subclass that fixes them)."""
     return tuple(h for h in declaration if not (isinstance(h, Hyperparameter) and h.name in names))
@@ -132,7 +187,7 @@ def checked(init: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, An
     from optiscope.settings import signature_settings, validate_settings
 
     given = {k: values[k] for k in signature_settings(init) if k in values}
-    with_tensors = {k for k, v in given.items() if _has_tensor(v)}
+    with_tensors = {k for k, v in given.items() if has_tensor(v)}
     name = init.__qualname__.split(".")[0]
     try:
         for extreme in (torch.amin, torch.amax):  # intervals: both ends inside, all inside
@@ -143,9 +198,10 @@ def checked(init: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, An
     return {**out, **{k: given[k] for k in with_tensors}}
 
 
-def _has_tensor(value: Any) -> bool:
+def has_tensor(value: Any) -> bool:
+    """True when `value` is a tensor or a tuple/list holding one (a per-member value)."""
     if isinstance(value, (tuple, list)):
-        return any(_has_tensor(v) for v in value)
+        return any(has_tensor(v) for v in value)
     return isinstance(value, Tensor)
 
 
@@ -158,12 +214,64 @@ def _replace_tensors(value: Any, extreme: Callable[[Tensor], Tensor]) -> Any:
     return value
 
 
-def member_value(value: Any, like: Tensor, ensemble_dims: int) -> Any:
-    """A hyperparameter as used on tensor `like`: a number as it is, a per-member tensor (S,)
-    on `like`'s device and dtype, shaped to broadcast against it."""
+def check_per_member_names(owner: str, values: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Raise HyperparameterError if a name outside `allowed` is given a tensor."""
+    allowed = frozenset(allowed)
+    for name, value in values.items():
+        if _tensors_in(value) and name not in allowed:
+            raise HyperparameterError(
+                f"{owner}: {name} cannot differ between members (given a tensor); "
+                f"per-member hyperparameters: {', '.join(sorted(allowed)) or 'none'}"
+            )
+
+
+def check_member_shapes(owner: str, values: Mapping[str, Any], n_members: int | None) -> None:
+    """Raise HyperparameterError unless every tensor in `values` (also inside tuples) has one
+    real entry per member: shape (n_members,), or one entry when `n_members` is None (a single
+    model, ensemble_dims=0)."""
+    for name, value in values.items():
+        for t in _tensors_in(value):
+            ok = t.shape == (n_members,) if n_members is not None else t.numel() == 1
+            if not ok or t.is_complex() or t.dtype == torch.bool:
+                want = f"({n_members},), one per member" if n_members is not None else "() or (1,)"
+                raise HyperparameterError(
+                    f"{owner}: per-member {name} must be a real tensor of shape {want}; "
+                    f"got shape {tuple(t.shape)}, dtype {t.dtype}"
+                )
+
+
+def _tensors_in(value: Any) -> list[Tensor]:
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_in(v)]
+    return [value] if isinstance(value, Tensor) else []
+
+
+def on_device(value: Any, device: torch.device, *, wide: bool = True) -> Any:
+    """A hyperparameter with its per-member tensors (also inside tuples) copied to `device`
+    (the group's own: a scheduler's in-place change stays in its group), as float64 if `wide`
+    (float32 on mps, which has no float64); numbers unchanged."""
+    if isinstance(value, (tuple, list)) and has_tensor(value):
+        return tuple(on_device(v, device, wide=wide) for v in value)
     if isinstance(value, Tensor):
-        return per_member(value.to(device=like.device, dtype=like.dtype), like, ensemble_dims)
+        dtype = (torch.float32 if device.type == "mps" else torch.float64) if wide else None
+        return value.detach().to(device=device, dtype=dtype or value.dtype, copy=True)
     return value
+
+
+def member_value(value: Any, like: Tensor, ensemble_dims: int, *, cast: bool = True) -> Any:
+    """A hyperparameter as used on tensor `like`: a number as it is, a per-member tensor (S,)
+    on `like`'s device, shaped to broadcast against it, in `like`'s dtype if `cast` (else kept
+    wide, float64, for arithmetic on the values themselves: 1 - beta2^t loses digits in float32
+    that Python's float keeps)."""
+    if isinstance(value, Tensor):
+        value = value.to(device=like.device, dtype=like.dtype if cast else None)
+        return per_member(value, like, ensemble_dims)
+    return value
+
+
+def all_positive(value: Any) -> bool:
+    """True when a hyperparameter (number or per-member tensor) is > 0 for every member."""
+    return bool((value > 0).all()) if isinstance(value, Tensor) else value > 0
 
 
 def is_zero(value: Any) -> bool:
@@ -173,4 +281,4 @@ def is_zero(value: Any) -> bool:
 
 def is_per_member(group: Mapping[str, Any]) -> bool:
     """True when some hyperparameter of the param group is a per-member tensor."""
-    return any(isinstance(v, Tensor) for k, v in group.items() if k != "params")
+    return any(has_tensor(v) for k, v in group.items() if k != "params")

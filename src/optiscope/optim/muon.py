@@ -36,6 +36,7 @@ from optiscope.optim.hyperparameters import (
     WEIGHT_DECAY,
     Hyperparameter,
     declare,
+    scalar_only,
 )
 from optiscope.optim.norms import MUON_COEFFICIENTS, as_matrix, dtype_named, newton_schulz
 from optiscope.optim.roles import role_of
@@ -49,7 +50,7 @@ class Orthogonalize(Transform):
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
         m = as_matrix(u, ctx.ensemble_dims)
         o = newton_schulz(
-            m, group["ns_steps"], tuple(group["ns_coefficients"]), eps=group["eps"],
+            m, group["ns_steps"], tuple(group["ns_coefficients"]), eps=ctx.raw(group, "eps", m),
             dtype=dtype_named(group["ns_dtype"]),
         )
         rows, cols = m.shape[-2:]
@@ -68,7 +69,8 @@ class Muon(EnsembleOptimizer):
     reference = "torch.optim.Muon + torch.optim.AdamW; KellerJordan/Muon formulas"
     wants_roles = True
 
-    hyperparameters = declare(
+    #: The Newton-Schulz coefficients define the iteration (one for the whole ensemble).
+    hyperparameters = scalar_only(declare(
         LR, MOMENTUM, NESTEROV, WEIGHT_DECAY,
         Hyperparameter("ns_steps", Annotated[int, Field(ge=0, le=100)], 5),
         Hyperparameter("ns_coefficients", tuple[float, float, float], MUON_COEFFICIENTS),
@@ -77,7 +79,7 @@ class Muon(EnsembleOptimizer):
         *(replace(h, name=f"adamw_{h.name}") for h in (LR, BETAS, EPS, WEIGHT_DECAY)),
         lr=0.02, momentum=0.95, nesterov=True, eps=1e-7,
         adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10,
-    )
+    ), "ns_coefficients")
 
     def uses_muon(self, group: dict[str, Any], p: Tensor) -> bool:
         """Hidden matrices (by role, or by shape without roles) get Muon; the rest AdamW."""

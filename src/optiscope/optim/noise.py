@@ -28,6 +28,8 @@ from optiscope.optim.hyperparameters import (
     NonNegative,
     Positive,
     declare,
+    is_zero,
+    member_value,
 )
 from optiscope.optim.transforms import (
     AddDecayedWeights,
@@ -121,18 +123,24 @@ def perturbed_closure(
     opt: EnsembleOptimizer,
     closure: Callable[[], Any],
     stream: str,
-    sigma: Callable[[dict[str, Any]], float],
+    sigma: Callable[[dict[str, Any]], Any],
     counter: int | None = None,
 ) -> Any:
-    """Evaluate `closure` at w + sigma xi (xi seeded per member) and restore w exactly."""
+    """Evaluate `closure` at w + sigma xi (xi seeded per member; sigma a number or per-member
+    values) and restore w exactly."""
     saved = []
     for group in opt.param_groups:
         s = sigma(group)
         for p in group["params"]:
             c = counter if counter is not None else int(opt.state[p].get("step", 0))
             saved.append((p, p.detach().clone()))
-            if s != 0:
-                p.add_(opt.normal_like(p, f"{stream}/{opt.param_index(p)}", c), alpha=s)
+            if is_zero(s):
+                continue
+            xi = opt.normal_like(p, f"{stream}/{opt.param_index(p)}", c)
+            if isinstance(s, torch.Tensor):
+                p.add_(xi * member_value(s, p, opt.ensemble_dims))
+            else:
+                p.add_(xi, alpha=s)
     with torch.enable_grad():
         loss = closure()
     for p, w in saved:

@@ -51,7 +51,7 @@ def newton_schulz(
     steps: int = 5,
     coefficients: tuple[float, float, float] = MUON_COEFFICIENTS,
     *,
-    eps: float = 1e-7,
+    eps: float | Tensor = 1e-7,
     dtype: torch.dtype = torch.bfloat16,
 ) -> Tensor:
     """Approximate U V^T of each matrix in `g` (shape (..., m, n)) by the quintic iteration.
@@ -60,6 +60,7 @@ def newton_schulz(
     Jordan et al. 2024). Follows torch.optim.Muon operation by operation (transpose when tall,
     Frobenius norm clamped at eps, `addmm`), batched over leading axes with `baddbmm`, so one
     call orthogonalises every member at once. Returns `dtype` (bfloat16 by default, as Muon).
+    A tensor `eps` holds one value per leading index of `g` (per member).
     """
     if g.dim() < 2:
         raise ValueError(f"newton_schulz needs matrices (..., m, n), got shape {tuple(g.shape)}")
@@ -70,6 +71,8 @@ def newton_schulz(
         x = x.mT
     batch = x.shape[:-2]
     x = x.reshape(-1, *x.shape[-2:]) if batch else x
+    if isinstance(eps, Tensor):
+        eps = eps.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1) if batch else float(eps)
     if x.dim() == 2:
         x = x.div(x.norm().clamp(min=eps))
         for _ in range(steps):

@@ -27,6 +27,7 @@ from optiscope.optim.hyperparameters import (
     HyperparameterError,
     Positive,
     declare,
+    is_zero,
 )
 from optiscope.optim.transforms import AddDecayedWeights
 
@@ -56,7 +57,7 @@ class Prodigy(EnsembleOptimizer):
 
     def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
         super().configure(params, given, ensemble_dims)
-        if len({g["lr"] for g in self.param_groups}) > 1:
+        if len({id(g["lr"]) if torch.is_tensor(g["lr"]) else g["lr"] for g in self.param_groups}) > 1:
             raise HyperparameterError("lr: Prodigy needs one lr for all param groups")
 
     def _members(self) -> tuple[int, ...]:
@@ -75,10 +76,14 @@ class Prodigy(EnsembleOptimizer):
         wide = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
         if "d" not in first:
             for key, value in (("d", first["d0"]), ("d_max", first["d0"]), ("d_numerator", 0.0)):
-                first[key] = torch.full(shape, float(value), dtype=wide, device=device)
+                value = value.reshape(shape) if torch.is_tensor(value) else value
+                first[key] = torch.zeros(shape, dtype=wide, device=device).add_(value)
             first["k"] = 0
+        # the reference's Python floats: numbers, or per-member (S,) float64 vectors
         beta1, beta2 = first["betas"]
-        beta3 = first["beta3"] if first["beta3"] is not None else math.sqrt(beta2)
+        beta3 = first["beta3"]
+        if beta3 is None:
+            beta3 = beta2.sqrt() if torch.is_tensor(beta2) else math.sqrt(beta2)
         k, d, d_max = first["k"], first["d"], first["d_max"]
         lr = first["lr"]
         d0 = first["d0"]
@@ -103,20 +108,22 @@ class Prodigy(EnsembleOptimizer):
                     state["step"] = 0
                     state["s"] = torch.zeros_like(p)
                     state["p0"] = p.detach().clone()
-                    if beta1 > 0:
+                    if not is_zero(beta1):
                         state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 dims = self._dims(p)
                 # float32 per-member reductions, then float64 accumulation (as .item() does)
                 dot = (grad * (state["p0"] - p)).sum(dim=dims).to(wide)
                 delta_numerator += (d / d0) * dlr * dot
-                if beta1 > 0:
-                    state["exp_avg"].mul_(beta1).add_(grad * self._bcast(d * (1 - beta1), p))
-                state["exp_avg_sq"].mul_(beta2).add_(
+                if "exp_avg" in state:
+                    state["exp_avg"].mul_(self._bcast(beta1, p)).add_(
+                        grad * self._bcast(d * (1 - beta1), p)
+                    )
+                state["exp_avg_sq"].mul_(self._bcast(beta2, p)).add_(
                     grad * grad * self._bcast(d * d * (1 - beta2), p)
                 )
                 alpha = (d / d0) * d if group["safeguard_warmup"] else (d / d0) * dlr
-                state["s"].mul_(beta3).add_(grad * self._bcast(alpha, p))
+                state["s"].mul_(self._bcast(beta3, p)).add_(grad * self._bcast(alpha, p))
                 d_denom += state["s"].abs().sum(dim=dims).to(wide)
         active = d_denom != 0  # the reference returns early when the denominator is 0
         if not bool(active.any()):
@@ -135,15 +142,18 @@ class Prodigy(EnsembleOptimizer):
             state = self.state[p]
             state["step"] += 1
             denom = state["exp_avg_sq"].sqrt().add_(self._bcast(d * group["eps"], p))
-            if group["weight_decay"] != 0 and group["decouple"]:  # prodigyopt's form of decay
-                p.add_(p * (-group["weight_decay"] * self._bcast(step_size, p)))
-            if beta1 > 0:
+            if not is_zero(group["weight_decay"]) and group["decouple"]:  # prodigyopt's decay
+                p.add_(p * self._bcast(-group["weight_decay"] * step_size, p))
+            if "exp_avg" in state:
                 _APPLY.apply(Scaled(state["exp_avg"], denom), p, state, {"lr": step_size}, ctx)
             else:  # sign-like: the gradient itself, with step size d * dlr
                 _APPLY.apply(Scaled(grad, denom), p, state, {"lr": step_size * d}, ctx)
         first["k"] = k + 1
         return loss
 
-    def _bcast(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Per-member (float64) values cast to `like`'s dtype, shaped to broadcast against it."""
+    def _bcast(self, values: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+        """Per-member (float64) values cast to `like`'s dtype, shaped to broadcast against it
+        (a number as it is)."""
+        if not isinstance(values, torch.Tensor):
+            return values
         return self.per_member(values.to(device=like.device, dtype=like.dtype), like)

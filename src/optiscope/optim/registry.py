@@ -70,7 +70,7 @@ class OptimizerInfo:
     cls: type[Optimizer]
     norm: str
     hyperparameters: dict[str, Any]
-    grad_evals_per_step: int | str
+    grad_evals_per_step: int
     reference: str
 
 

@@ -31,8 +31,12 @@ from optiscope.optim.hyperparameters import (
     Hyperparameter,
     HyperparameterError,
     NonNegative,
+    check_per_member_names,
     checked,
+    has_tensor,
+    per_member_names,
     declare,
+    member_value,
 )
 
 
@@ -77,10 +81,19 @@ def build_base(
     hp = dict(base_hyperparameters or {})
     if lr is not None:
         hp["lr"] = lr
+    # per-member tensors are checked by an ensemble-aware base's own constructor
+    members = {k: v for k, v in hp.items() if has_tensor(v)}
+    if members and not is_ensemble_aware(cls):
+        raise HyperparameterError(
+            f"base_hyperparameters: '{name}' takes no per-member values ({sorted(members)})"
+        )
     try:
-        hp = validate_settings("optimizer", name, cls.__init__, hp)
+        hp = validate_settings(
+            "optimizer", name, cls.__init__, {k: v for k, v in hp.items() if k not in members}
+        )
     except OptiscopeError as exc:
         raise HyperparameterError(f"base_hyperparameters: {exc}") from None
+    hp.update(members)
     if is_ensemble_aware(cls):
         return cls(params, **hp, ensemble_dims=ensemble_dims)
     if ensemble_dims != 0:
@@ -109,6 +122,7 @@ class SAM(EnsembleOptimizer):
     hyperparameters = declare(BASE, RHO, BASE_LR, BASE_HYPERPARAMETERS)
 
     def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        check_per_member_names(type(self).__name__, given, per_member_names(type(self)))
         checked(type(self)._settings_init, given)
         defaults = {"rho": given["rho"], "eta": given.get("eta", 0.0)}  # SAM: no eta, plain ball
         EnsembleOptimizer.__init__(self, params, defaults, ensemble_dims=ensemble_dims)
@@ -133,14 +147,14 @@ class SAM(EnsembleOptimizer):
             loss = closure()
         params = self.params_with_grad()
         group = self.param_groups[0]
-        rho, eta = group["rho"], group["eta"]
+        ed = self.ensemble_dims
         if self.adaptive:
-            scales = [p.abs().add(eta) for p in params]
+            scales = [p.abs().add(member_value(group["eta"], p, ed)) for p in params]
             norm = self.member_sq_norm([t * p.grad for t, p in zip(scales, params)]).sqrt()
         else:
             scales = [None] * len(params)
             norm = self.member_sq_norm([p.grad for p in params]).sqrt()
-        factor = rho / (norm + 1e-12)
+        factor = member_value(group["rho"], norm, ed) / (norm + 1e-12)
         saved: list[Tensor] = []
         for t, p in zip(scales, params, strict=True):
             saved.append(p.detach().clone())

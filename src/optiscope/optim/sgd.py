@@ -15,7 +15,9 @@ from optiscope.optim.hyperparameters import (
     WEIGHT_DECAY,
     Hyperparameter,
     HyperparameterError,
+    all_positive,
     declare,
+    is_zero,
 )
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
@@ -36,9 +38,7 @@ class SGD(EnsembleOptimizer):
 
     def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
         momentum, dampening = given["momentum"], given["dampening"]
-        if given["nesterov"] and (
-            not isinstance(momentum, (int, float)) or momentum <= 0 or dampening != 0
-        ):
+        if given["nesterov"] and (not all_positive(momentum) or not is_zero(dampening)):
             raise HyperparameterError("nesterov requires momentum > 0 and dampening = 0")
         super().configure(params, given, ensemble_dims)
 

@@ -34,15 +34,18 @@ from optiscope.optim.norms import as_matrix
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
 
 
-def inverse_root(m: Tensor, p: int, eps: float) -> Tensor:
+def inverse_root(m: Tensor, p: int, eps: float | Tensor) -> Tensor:
     """(M + eps I)^(-1/p) of symmetric PSD matrices (..., n, n) by eigendecomposition.
 
     Eigenvalues are clamped at 0 (rounding makes them slightly negative) and those that are
     numerically zero (below n * machine-eps * largest) get 0, so eps = 0 gives the
     pseudo-inverse root: that is what makes Shampoo without accumulation equal U V^T exactly
-    for rank-deficient (rectangular) gradients.
+    for rank-deficient (rectangular) gradients. A tensor `eps` holds one value per leading
+    (member) index of `m`.
     """
     lam, q = _eigh(m)
+    if isinstance(eps, Tensor):
+        eps = eps.to(device=lam.device, dtype=lam.dtype).reshape(*m.shape[:-2], 1)
     lam = lam.clamp(min=0) + eps
     tol = lam.amax(dim=-1, keepdim=True) * m.shape[-1] * torch.finfo(m.dtype).eps
     inv = torch.where(lam > tol, lam.clamp(min=torch.finfo(lam.dtype).tiny) ** (-1.0 / p), 0.0)

@@ -23,6 +23,7 @@ from optiscope.optim.hyperparameters import (
     WEIGHT_DECAY,
     Hyperparameter,
     HyperparameterError,
+    all_positive,
     declare,
 )
 from optiscope.optim.norms import NORMS, Norm, make_norm
@@ -84,7 +85,7 @@ class _DualizedDescent(EnsembleOptimizer):
     norms: dict[str, Norm]
 
     def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
-        if given["nesterov"] and not given["momentum"] > 0:
+        if given["nesterov"] and not all_positive(given["momentum"]):
             raise HyperparameterError("nesterov requires momentum > 0")
         super().configure(params, given, ensemble_dims)
 

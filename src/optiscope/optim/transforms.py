@@ -23,7 +23,7 @@ from optiscope.optim.base import (
     add_scaled,
     chain,
 )
-from optiscope.optim.hyperparameters import is_zero
+from optiscope.optim.hyperparameters import is_zero, member_value
 
 
 def _zeros(p: Tensor) -> Tensor:
@@ -31,8 +31,8 @@ def _zeros(p: Tensor) -> Tensor:
 
 
 def _add_square_(acc: Tensor, u: Tensor, weight: Any) -> Tensor:
-    """acc += weight * u * u in place (torch's `addcmul_` for a number weight)."""
-    return acc.add_(u * u * weight) if isinstance(weight, Tensor) else acc.addcmul_(u, u, value=weight)
+    """acc += weight * u * u in place (torch's `addcmul_`, which rounds (weight u) u)."""
+    return acc.addcmul_(u * weight, u) if isinstance(weight, Tensor) else acc.addcmul_(u, u, value=weight)
 
 
 def _sqrt(x: Any) -> Any:
@@ -69,8 +69,13 @@ class Momentum(Transform):
         if buf is None:
             buf = state["momentum_buffer"] = u.detach().clone()
         else:
-            add_scaled(buf.mul_(mu), u, 1 - ctx.hyper(group, "dampening", p), inplace=True)
-        return add_scaled(u, buf, mu) if group["nesterov"] else buf
+            damp = ctx.member(1 - ctx.raw(group, "dampening", p), p)
+            add_scaled(buf.mul_(mu), u, damp, inplace=True)
+        if group["nesterov"]:
+            return add_scaled(u, buf, mu)
+        if isinstance(mu, Tensor) and not bool((mu != 0).all()):
+            return torch.where(mu == 0, u, buf)  # torch.optim.SGD: no momentum, no dampening
+        return buf
 
 
 class ScaleByAdam(Transform):
@@ -90,10 +95,11 @@ class ScaleByAdam(Transform):
 
     def moments(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext):
         """Update the first and second moments in place; return (beta1, beta2, step)."""
-        beta1, beta2 = (ctx.member(b, p) for b in group[self.betas_key])
-        state["exp_avg"].lerp_(u, 1 - beta1)
-        _add_square_(state["exp_avg_sq"].mul_(beta2), u, 1 - beta2)
-        return beta1, beta2, float(state["step"])
+        beta1, beta2 = (ctx.member(b, p) for b in group[self.betas_key])  # as torch casts them
+        wide1, wide2 = (member_value(b, p, ctx.ensemble_dims, cast=False) for b in group[self.betas_key])
+        state["exp_avg"].lerp_(u, ctx.member(1 - wide1, p))
+        _add_square_(state["exp_avg_sq"].mul_(beta2), u, ctx.member(1 - wide2, p))
+        return wide1, wide2, float(state["step"])
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
         beta1, beta2, step = self.moments(u, p, state, group, ctx)
@@ -101,7 +107,8 @@ class ScaleByAdam(Transform):
         if group.get("amsgrad", False):
             torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
-        denom = (second.sqrt() / (1 - beta2**step) ** 0.5).add_(ctx.hyper(group, self.eps_key, p))
+        bc2_sqrt = ctx.member((1 - beta2**step) ** 0.5, p)
+        denom = second.sqrt().div_(bc2_sqrt).add_(ctx.hyper(group, self.eps_key, p))
         return Scaled(state["exp_avg"], denom, divisor=1 - beta1**step)
 
 
@@ -116,15 +123,21 @@ class ScaleByNAdam(ScaleByAdam):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         beta1, beta2, step = self.moments(u, p, state, group, ctx)
-        psi = ctx.hyper(group, "momentum_decay", p)
+        psi = ctx.raw(group, "momentum_decay", p)
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
-        state["mu_product"] *= mu
-        mu_product = float(state["mu_product"])
-        denom = state["exp_avg_sq"].div(1 - beta2**step).sqrt().add_(ctx.hyper(group, "eps", p))
-        return u / denom * ((1.0 - mu) / (1.0 - mu_product)) + state["exp_avg"] / denom * (
-            mu_next / (1.0 - mu_product * mu_next)
-        )
+        if isinstance(mu, Tensor):  # per member: one running product each, float32 as torch's
+            state["mu_product"] = state["mu_product"] * mu.to(state["mu_product"].dtype)
+            mu_product = state["mu_product"].to(mu.dtype)
+        else:
+            state["mu_product"] *= mu
+            mu_product = float(state["mu_product"])
+        bc2 = ctx.member(1 - beta2**step, p)
+        denom = state["exp_avg_sq"].div(bc2).sqrt_().add_(ctx.hyper(group, "eps", p))
+        # torch's two addcdiv steps as one direction; in place: big temporaries cost page faults
+        step = torch.div(u, denom).mul_(ctx.member((1.0 - mu) / (1.0 - mu_product), p))
+        momentum = torch.div(state["exp_avg"], denom)
+        return step.add_(momentum.mul_(ctx.member(mu_next / (1.0 - mu_product * mu_next), p)))
 
 
 class ScaleByAdagrad(Transform):
@@ -132,12 +145,15 @@ class ScaleByAdagrad(Transform):
     learning rate divided by 1 + (t - 1) lr_decay."""
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["sum"] = torch.full_like(
-            p, group["initial_accumulator_value"], memory_format=torch.preserve_format
-        )
+        init = group["initial_accumulator_value"]
+        if isinstance(init, Tensor):  # per member
+            init = member_value(init, p, group["ensemble_dims"])
+            state["sum"] = _zeros(p).add_(init)
+        else:
+            state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Direction:
-        decay = 1.0 / (1 + (float(state["step"]) - 1) * ctx.hyper(group, "lr_decay", p))
+        decay = 1.0 / (1 + (float(state["step"]) - 1) * ctx.raw(group, "lr_decay", p))
         state["sum"].addcmul_(u, u, value=1)
         return Scaled(u / state["sum"].sqrt().add_(ctx.hyper(group, "eps", p)), factor=decay)
 
@@ -154,9 +170,10 @@ class ScaleByRMSprop(Transform):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         alpha = ctx.hyper(group, "alpha", p)
-        square_avg = _add_square_(state["square_avg"].mul_(alpha), u, 1 - alpha)
+        one_minus = ctx.member(1 - ctx.raw(group, "alpha", p), p)
+        square_avg = _add_square_(state["square_avg"].mul_(alpha), u, one_minus)
         if group["centered"]:
-            grad_avg = state["grad_avg"].lerp_(u, 1 - alpha)
+            grad_avg = state["grad_avg"].lerp_(u, one_minus)
             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             avg = square_avg.sqrt()
@@ -174,9 +191,9 @@ class Lion(Transform):
         state["exp_avg"] = _zeros(p)
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        beta1, beta2 = (ctx.member(b, p) for b in group["betas"])
-        direction = state["exp_avg"].lerp(u, 1.0 - beta1).sign_()
-        state["exp_avg"].lerp_(u, 1.0 - beta2)
+        beta1, beta2 = (member_value(b, p, ctx.ensemble_dims, cast=False) for b in group["betas"])
+        direction = state["exp_avg"].lerp(u, ctx.member(1.0 - beta1, p)).sign_()
+        state["exp_avg"].lerp_(u, ctx.member(1.0 - beta2, p))
         return direction
 
 
@@ -191,7 +208,7 @@ class EMAMomentum(Transform):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         beta = ctx.hyper(group, "momentum", p)
-        buf = state["momentum_buffer"].lerp_(u, 1 - beta)
+        buf = state["momentum_buffer"].lerp_(u, ctx.member(1 - ctx.raw(group, "momentum", p), p))
         return u.lerp(buf, beta) if group["nesterov"] else buf
 
 
@@ -225,10 +242,10 @@ class AddGaussianNoise(Transform):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         step = int(state["step"]) if self.counter is None else self.counter(group)
-        sigma = self.sigma(lambda key: ctx.hyper(group, key, p), int(state["step"]))
+        sigma = self.sigma(lambda key: ctx.raw(group, key, p), int(state["step"]))
         if is_zero(sigma):
             return u
-        return u + sigma * ctx.normal_like(u, self.stream, step)
+        return u + ctx.member(sigma, p) * ctx.normal_like(u, self.stream, step)
 
 
 def constant_noise(hyper: Callable[[str], Any], step: int) -> Any:
@@ -243,7 +260,7 @@ def annealed_noise(hyper: Callable[[str], Any], step: int) -> Any:
 
 def langevin_noise(hyper: Callable[[str], Any], step: int) -> Any:
     """sigma = sqrt(2 T / lr): the gradient-scale noise of Langevin dynamics."""
-    lr = hyper("lr")
+    lr, temperature = hyper("lr"), hyper("temperature")
     if isinstance(lr, Tensor):
-        return torch.where(lr > 0, (2 * hyper("temperature") / lr.clamp(min=1e-300)).sqrt(), 0.0)
-    return math.sqrt(2 * hyper("temperature") / lr) if lr > 0 else 0.0
+        return torch.where(lr > 0, (2 * temperature / lr.clamp(min=1e-300)).sqrt(), 0.0)
+    return _sqrt(2 * temperature / lr) if lr > 0 else 0.0

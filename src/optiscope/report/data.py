@@ -4,6 +4,11 @@ final values. Only the store is read: no task, optimizer or engine is imported.
 Every stored value of a cell is fetched once (one query per cell) and cached, so the sections can
 ask for curves and final values freely. Outcomes for statistics come from `outcomes`, which
 encodes a diverged seed as the worst value of its metric (never as missing).
+
+Tuning trials (runs.role = "trial") are kept apart in `trial_cells`: the task sections, setup,
+status and profile compare the experiment's cells and the tuned/default finals (role "final",
+shown as ordinary cells under their labels), never the trials; the tuning section reads them.
+A store written before the role column existed holds only ordinary cells.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class CellRuns:
     task_settings: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     func_evals: int = 0
+    role: str = "cell"  # cell | trial (a tuning trial) | final (a tuned or default re-run)
 
     @property
     def n_ok(self) -> int:
@@ -57,7 +63,8 @@ class StoreView:
     """Cells grouped by task, with helpers to fetch curves and final values."""
 
     store: RunStore
-    cells: list[CellRuns] = field(default_factory=list)
+    cells: list[CellRuns] = field(default_factory=list)  # every cell but the tuning trials
+    trial_cells: list[CellRuns] = field(default_factory=list)  # role "trial": the tuning section's
     #: cell_id -> metric name -> declaration, from the store's `metric_info` (empty: legacy store)
     declarations: dict[str, dict[str, MetricDecl]] = field(default_factory=dict)
     _cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
@@ -88,7 +95,7 @@ class StoreView:
                     str(data["label"][i]), json.loads(str(data["hyperparameters"][i])),
                     [], [], [], [], _none(data["error"][i]), float(data["wall_time_s"][i]),
                     int(data["grad_evals"][i]), str(data["mode"][i]), settings,
-                    int(data["steps"][i]),
+                    int(data["steps"][i]), role=_role(data, i),
                 )
             c = by_cell[cid]
             if "func_evals" in data and not _is_null(data["func_evals"][i]):
@@ -98,8 +105,10 @@ class StoreView:
             c.status.append(str(data["status"][i]))
             d = data["diverged_step"][i]
             c.diverged_step.append(None if _is_null(d) else int(d))
-        view.cells = list(by_cell.values())
+        view.cells = [c for c in by_cell.values() if c.role != "trial"]
+        view.trial_cells = [c for c in by_cell.values() if c.role == "trial"]
         _unique_labels(view.cells)
+        _unique_labels(view.trial_cells)
         return view
 
     def tasks(self) -> list[str]:
@@ -107,6 +116,10 @@ class StoreView:
 
     def cells_of(self, task_key: str) -> list[CellRuns]:
         return [c for c in self.cells if c.task_key == task_key]
+
+    def cell(self, cell_id: str) -> CellRuns | None:
+        """The cell (trial or not) with this id, None if it is not in the store (yet)."""
+        return next((c for c in self.cells + self.trial_cells if c.cell_id == cell_id), None)
 
     def metric_names(self, task_key: str) -> list[str]:
         """Every metric stored for the task's cells, sorted."""
@@ -221,6 +234,13 @@ def _unique_labels(cells: list[CellRuns]) -> None:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > 1:
             c.label = f"{c.label} #{seen[key]}"
+
+
+def _role(data: dict[str, Any], i: int) -> str:
+    """The run's role; "cell" where the store predates the column (or the row left it null)."""
+    if "role" not in data or _is_null(data["role"][i]):
+        return "cell"
+    return str(data["role"][i])
 
 
 def _is_null(v: Any) -> bool:

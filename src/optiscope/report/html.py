@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from optiscope.formatting import format_number
 from optiscope.report import plots, tables
+from optiscope.report.budget import budget_line
 from optiscope.report.data import StoreView
 from optiscope.report.metrics import LEGACY_NOTE
 from optiscope.report.runtime import profile_analysis, runtime_analysis
@@ -202,6 +203,7 @@ def task_section(view: StoreView, k: int, task_key: str) -> Section:
     names = view.outcome_metrics(task_key)
     head = view.headline_metric(task_key)
     parts = [
+        _guard("budget", lambda: note(budget_line(view, task_key))),
         Markup("<h3>Final metrics over seeds</h3>")
         + _guard("summary", lambda: render("summary", tables.summary_rows(view, task_key, names))),
         Markup("<h3>Distributions over seeds</h3>")

@@ -10,7 +10,9 @@ bottoms out near 1e-7 relative, and can dip a hair below 0 by rounding.
 
 Data: scikit-learn's bundled sets (diabetes, breast cancer, digits: shipped with the package) and
 synthetic sets drawn from `data_seed`. The problem is the same for every member; a member's seed
-sets its initialisation and its minibatch order.
+sets its initialisation and its minibatch order. The classifiers take `eval_split = "validation"`
+(tasks/dataset.py): the validation part is held out of the raw training split before features
+and f* are computed, so f* and `f_gap` are those of the objective actually trained on.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from optiscope.tasks.convex_data import (  # noqa: F401  (re-exported: older imp
     vaswani_factorization,
 )
 from optiscope.core.rng import member_generator
-from optiscope.tasks.dataset import DatasetTask
+from optiscope.tasks.dataset import DatasetTask, hold_out_validation
 from optiscope.tasks.layers import init_linear
 from optiscope.tasks.optima import (  # noqa: F401  (re-exported: older import paths)
     as_float32,
@@ -61,13 +63,16 @@ class ConvexTask(DatasetTask):
         self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None,
         y_test: np.ndarray | None = None, **eval_tensors: Tensor,
     ) -> None:
-        """numpy arrays to float32 tensors (integer labels stay int64), then `set_data`."""
+        """numpy arrays to float32 tensors (integer labels stay int64), then `set_data`; the held-out
+        split (x_test, y_test) is stored under the `held_out` prefix (test or val)."""
         ydtype = torch.int64 if np.issubdtype(np.asarray(y).dtype, np.integer) else torch.float32
         self.set_data(
             torch.as_tensor(np.asarray(x), dtype=torch.float32),
             torch.as_tensor(np.asarray(y)).to(ydtype),
-            x_test=None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32),
-            y_test=None if y_test is None else torch.as_tensor(np.asarray(y_test)).to(ydtype),
+            **{
+                f"x_{self.held_out}": None if x_test is None else torch.as_tensor(x_test, dtype=torch.float32),
+                f"y_{self.held_out}": None if y_test is None else torch.as_tensor(np.asarray(y_test)).to(ydtype),
+            },
             **eval_tensors,
         )
 
@@ -166,7 +171,8 @@ class _BinaryClassifier(ConvexTask):
         def acc(x: Tensor, y: Tensor) -> Tensor:
             return ((self.logits(params, x) > 0).long() == y).float().mean()
 
-        return {"train_acc": acc(batch["x"], batch["y"]), "test_acc": acc(batch["x_test"], batch["y_test"])}
+        h = self.held_out
+        return {"train_acc": acc(batch["x"], batch["y"]), f"{h}_acc": acc(batch[f"x_{h}"], batch[f"y_{h}"])}
 
     def init_params(self, seed: int) -> Params:
         return _linear_init(seed, self.x.shape[1], 1, bias=self.bias)
@@ -177,9 +183,10 @@ class _BinaryClassifier(ConvexTask):
     def _binary_data(
         self, dataset: str, n_samples: int, dim: int, margin: float, data_seed: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Keep the data settings every binary classifier has; load its (train, test) split."""
+        """Keep the data settings every binary classifier has; load its (train, held-out) split:
+        the test split, or at eval_split = "validation" a validation part of the training split."""
         self.dataset, self.n_samples, self.dim, self.margin, self.data_seed = dataset, n_samples, dim, margin, data_seed
-        return binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin)
+        return binary_dataset(self.name, dataset, data_seed, n_samples, dim, margin, self.eval_split)
 
     def _set_problem(
         self, key: tuple, phi_train: np.ndarray, y_train: np.ndarray, phi_test: np.ndarray, y_test: np.ndarray
@@ -220,11 +227,13 @@ class LogisticRegression(_BinaryClassifier):
         dim: int = 20,
         margin: float = 0.1,
         data_seed: int = 0,
+        eval_split: str = "test",
     ):
         self.l2, self.bias, self.batch_size = l2, bias, batch_size
         require(l2 >= 0, self.name, "l2", ">= 0", l2)
+        self.set_eval_split(eval_split)
         xtr, ytr, xte, yte = self._binary_data(dataset, n_samples, dim, margin, data_seed)
-        self._set_problem((self.name, dataset, n_samples, dim, margin, data_seed), xtr, ytr, xte, yte)
+        self._set_problem((self.name, dataset, n_samples, dim, margin, data_seed, eval_split), xtr, ytr, xte, yte)
 
 
 @register_task
@@ -250,7 +259,9 @@ class KernelLogistic(_BinaryClassifier):
         dim: int = 20,
         margin: float = 0.1,
         data_seed: int = 0,
+        eval_split: str = "test",
     ):
+        self.set_eval_split(eval_split)
         self.features, self.sigma, self.n_features = features, sigma, n_features
         self.l2, self.bias, self.batch_size = l2, False, batch_size
         name = self.name
@@ -275,7 +286,7 @@ class KernelLogistic(_BinaryClassifier):
             c = rng.uniform(0, 2 * np.pi, n_features)
             ftr = np.sqrt(2.0 / n_features) * np.cos(xtr @ w.T + c)
             fte = np.sqrt(2.0 / n_features) * np.cos(xte @ w.T + c)
-        key = (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed)
+        key = (name, dataset, features, sigma, n_features, n_samples, dim, margin, data_seed, eval_split)
         self._set_problem(key, ftr, ytr, fte, yte)
 
 
@@ -287,12 +298,12 @@ class SoftmaxDigits(ConvexTask):
     description = "softmax regression on 8x8 digits; f* by L-BFGS in float64"
     metrics = (GAP, LOSS, TRAIN_ACC, TEST_ACC)
 
-    def __init__(self, *, l2: float = 1e-3, batch_size: int = 64, data_seed: int = 0):
+    def __init__(self, *, l2: float = 1e-3, batch_size: int = 64, data_seed: int = 0, eval_split: str = "test"):
         self.l2, self.batch_size, self.data_seed = l2, batch_size, data_seed
         require(l2 >= 0, self.name, "l2", ">= 0", l2)
-        x, y = load_bundled("digits")
-        xtr, ytr, xte, yte = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
-        self.f_star = _softmax_star(data_seed, l2)
+        self.set_eval_split(eval_split)
+        xtr, ytr, xte, yte = _digits_split(data_seed, eval_split)
+        self.f_star = _softmax_star(data_seed, l2, eval_split)
         self._set_data(xtr, ytr, xte, yte)
 
     def init_params(self, seed: int) -> Params:
@@ -309,13 +320,20 @@ class SoftmaxDigits(ConvexTask):
         def acc(x: Tensor, y: Tensor) -> Tensor:
             return (F.linear(x, params["weight"], params["bias"]).argmax(-1) == y).float().mean()
 
-        return {"train_acc": acc(batch["x"], batch["y"]), "test_acc": acc(batch["x_test"], batch["y_test"])}
+        h = self.held_out
+        return {"train_acc": acc(batch["x"], batch["y"]), f"{h}_acc": acc(batch[f"x_{h}"], batch[f"y_{h}"])}
+
+
+def _digits_split(data_seed: int, eval_split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits (train, held-out) split: the test split, or a validation part of the train split."""
+    x, y = load_bundled("digits")
+    xtr, ytr, xte, yte = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
+    return hold_out_validation(xtr, ytr) if eval_split == "validation" else (xtr, ytr, xte, yte)
 
 
 @lru_cache(maxsize=8)
-def _softmax_star(data_seed: int, l2: float) -> float:
-    x, y = load_bundled("digits")
-    xtr, ytr, _, _ = split(x / 16.0, y.astype(np.int64), 0.2, data_seed)
+def _softmax_star(data_seed: int, l2: float, eval_split: str = "test") -> float:
+    xtr, ytr, _, _ = _digits_split(data_seed, eval_split)
     return softmax_optimum(as_float32(xtr), ytr, 10, l2)
 
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from optiscope.tasks.base import require
+from optiscope.tasks.dataset import hold_out_validation
 from optiscope.tasks.sklearn_data import load_bundled, split, standardize
 
 
@@ -46,9 +47,11 @@ BINARY_SETS = ("breast-cancer", "digits-binary", "separable")
 
 
 def binary_dataset(
-    task: str, dataset: str, data_seed: int, n_samples: int, dim: int, margin: float
+    task: str, dataset: str, data_seed: int, n_samples: int, dim: int, margin: float, eval_split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised train/test split of a binary set; labels 0/1.
+    """Standardised (train, held-out) split of a binary set; labels 0/1. The held-out part is the
+    test split, or at eval_split = "validation" a validation part of the training split (held out
+    before the training statistics are taken, so it does not leak into the standardisation).
 
     digits-binary is scikit-learn's digits labelled odd (1) vs even (0).
     """
@@ -60,10 +63,11 @@ def binary_dataset(
         y = y % 2
     else:
         x, y = separable_classification(n_samples, dim, margin, data_seed)
-        xtr, ytr, xte, yte = split(x, y, 0.2, data_seed)
-        return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
     xtr, ytr, xte, yte = split(x, y.astype(np.int64), 0.2, data_seed)
-    xtr, xte = standardize(xtr, xte)
+    if eval_split == "validation":
+        xtr, ytr, xte, yte = hold_out_validation(xtr, ytr)
+    if dataset != "separable":
+        xtr, xte = standardize(xtr, xte)
     return xtr, ytr, xte, yte
 
 

@@ -1,0 +1,56 @@
+"""A trial's value, read back from the store: what the sampler is told and the report shows.
+
+The value is the median over the trial's seeds of the selection metric's final value. A trial
+that diverged on any seed is the worst possible (+inf for a metric to minimise, -inf to
+maximise), never dropped: an optimizer that diverges over much of its search space pays for it
+in its tuning, as it would in practice. A cell whose training raised is worst as well.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+
+from optiscope.store import RunStore
+
+#: Trial states in trials.parquet.
+STATES = ("complete", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    value: float
+    state: str  # one of STATES
+
+
+def worst(goal: str) -> float:
+    return math.inf if goal == "min" else -math.inf
+
+
+def trial_outcome(store: RunStore, cell_id: str, metric: str, goal: str) -> TrialOutcome:
+    """The trial value of landed cell `cell_id` (see the module docstring)."""
+    runs = store.read_cell_table("runs", cell_id)
+    if runs is None or runs.num_rows == 0:
+        return TrialOutcome(worst(goal), "failed")
+    status = runs.column("status").to_pylist()
+    if "failed" in status:
+        return TrialOutcome(worst(goal), "failed")
+    if "diverged" in status:
+        return TrialOutcome(worst(goal), "diverged")
+    table = store.read_metrics(cell_id)
+    table = table.filter(pc.equal(table.column("name"), metric))
+    run_ids = table.column("run_id").to_numpy(zero_copy_only=False)
+    steps = table.column("step").to_numpy()
+    values = table.column("value").to_numpy()
+    finals = []
+    for run_id in runs.column("run_id").to_pylist():
+        mine = run_ids == run_id
+        if not mine.any():
+            return TrialOutcome(worst(goal), "diverged")
+        finals.append(values[mine][np.argmax(steps[mine])])
+    if not np.all(np.isfinite(finals)):
+        return TrialOutcome(worst(goal), "diverged")
+    return TrialOutcome(float(np.median(finals)), "complete")

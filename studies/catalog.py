@@ -1,0 +1,53 @@
+"""The studies, in the order `make studies` runs them: folder, the claim in one line, its source.
+
+One entry per folder under studies/; the findings table (studies/FINDINGS.md and the README's
+"Findings" section) is written in this order from these texts and the measured verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Study:
+    folder: str
+    claim: str
+    source: str
+
+
+STUDIES: tuple[Study, ...] = (
+    Study("inan_himmelblau_basins",
+          "Small-step GD's terminal basins on Himmelblau follow the gradient-flow basin areas",
+          "Inan, Liu & Shehu 2024 (arXiv 2403.00574)"),
+    Study("inan_camel_global",
+          "Noise-injected SGD and basin hopping reach six-hump camel's global basins more often "
+          "than GD at equal gradient evaluations",
+          "Inan, Liu & Shehu 2024"),
+    Study("inan_vision_sam",
+          "Basin hopping / noisy SGD on par with SAM at about half the gradient evaluations "
+          "(small vision task)",
+          "Inan, Liu & Shehu 2024"),
+    Study("vaswani_armijo_convex",
+          "Adam at its default lr loses to SGD with Armijo line search on kernel logistic "
+          "regression and matrix factorisation",
+          "Vaswani et al. 2019 (arXiv 1905.09997); Orabona 2020"),
+    Study("jiang_rmed_linear_net",
+          "Adam's trajectory has smaller R_med than SGD with momentum's (two-layer linear net)",
+          "Jiang, Malik & Li 2023 (arXiv 2211.02254)"),
+    Study("jiang_rmed_transformer",
+          "Adam's trajectory has smaller R_med than SGD with momentum's (byte-level transformer)",
+          "Jiang, Malik & Li 2023"),
+    Study("pascanu_forgetting_shampoo",
+          "Shampoo forgets less than Adam in class-incremental learning (split digits)",
+          "Pascanu et al. 2025 (arXiv 2507.12224)"),
+    Study("pascanu_powerprop_sparsity",
+          "A property-targeted optimizer (Powerprop) gives sparser solutions than its base",
+          "Pascanu et al. 2025; Schwarz et al. 2021 (Powerpropagation)"),
+    Study("bernstein_muon_steps",
+          "Muon reaches a target loss in fewer steps than AdamW (byte-level transformer)",
+          "Bernstein & Newhouse 2024 (arXiv 2409.20325); Jordan et al. (Muon)"),
+    Study("bernstein_lr_transfer",
+          "The best lr moves less across width under the spectral/modular norm than under Adam",
+          "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)"),
+)

@@ -1,0 +1,171 @@
+"""Run every study (or some): train, write the report, verify the hypotheses, run the study's
+own analysis, and record the finding; then rewrite studies/FINDINGS.md and the README table.
+
+    python studies/run_all.py                      # all studies, fresh stores
+    python studies/run_all.py --only jiang_rmed_linear_net --keep   # one study, resume its store
+    python studies/run_all.py --seeds 32 --steps 2000               # bigger: overrides every study
+
+Each step is an `optiscope` command (run, report, verify --format json), so this is what a user
+would type. A failing verdict does not stop the others; a study whose training fails is recorded
+as "error". Stores go to studies/<name>/runs/ (git-ignored); the finding of each study is
+studies/<name>/runs/finding.json, from which the tables are written (so `--only` keeps the
+others' rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from catalog import STUDIES, Study  # noqa: E402
+from findings import write_tables  # noqa: E402
+
+OPTISCOPE = [sys.executable, "-m", "optiscope.cli"]
+
+
+def overridden_config(study_dir: Path, out_dir: Path, seeds: int | None, steps: int | None) -> Path:
+    """study.toml, or a copy in the store folder with [experiment] seeds / steps replaced."""
+    path = study_dir / "study.toml"
+    if seeds is None and steps is None:
+        return path
+    text = path.read_text()
+    for key, value in (("seeds", seeds), ("steps", steps)):
+        if value is not None:
+            text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
+            if n != 1:
+                raise SystemExit(f"{path}: no '{key} = N' line to override")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy = out_dir.parent / "study.override.toml"
+    copy.write_text(text)
+    return copy
+
+
+def has_hypotheses(config: Path) -> bool:
+    return re.search(r"(?m)^\[\[hypotheses\]\]", config.read_text()) is not None
+
+
+def command(args: list[str]) -> tuple[int, str, float]:
+    """Run an optiscope command from the repository root; (exit code, output, seconds)."""
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+def load_analysis(study_dir: Path) -> Any | None:
+    """The study's analyse.py module (its `analyse(store, ...)` gives a verdict), if it has one."""
+    path = study_dir / "analyse.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"study_{study_dir.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def overall(hypotheses: list[dict], analysis: dict | None) -> str:
+    """The study's verdict: its analysis' where it has one, else the hypotheses' together."""
+    if analysis is not None and analysis.get("verdict"):
+        return analysis["verdict"]
+    verdicts = [h["verdict"] for h in hypotheses]
+    if not verdicts:
+        return "error"
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return f"mixed ({verdicts.count('holds')}/{len(verdicts)} hold)"
+
+
+def hypothesis_figure(h: dict) -> str:
+    return (f"{h['claim']}: {h['verdict']}, {h['effect_measure']} {_num(h['effect'])} "
+            f"[{_num(h['effect_low'])}, {_num(h['effect_high'])}], p_holm {_num(h['p_holm'])}")
+
+
+def _num(x: Any) -> str:
+    try:
+        return f"{float(x):.3g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None) -> dict:
+    study_dir = HERE / study.folder
+    store = study_dir / "runs"
+    if store.exists() and not keep:
+        shutil.rmtree(store)
+    config = overridden_config(study_dir, store, seeds, steps)
+    finding: dict[str, Any] = {"folder": study.folder, "claim": study.claim, "source": study.source,
+                               "config": str(config.relative_to(ROOT))}
+    rel = str(store.relative_to(ROOT))
+    code, out, wall = command([*OPTISCOPE, "run", str(config.relative_to(ROOT)), "--store", rel])
+    finding["train_wall_s"] = round(wall, 1)
+    print(f"[{study.folder}] run: exit {code} in {wall:.0f} s", flush=True)
+    if code != 0:
+        finding.update(verdict="error", key_figure=f"optiscope run failed: {out.strip()[-300:]}")
+        return _save(store, finding)
+    code, out, wall = command([*OPTISCOPE, "report", rel, "--out", f"{rel}/report.html"])
+    finding["report"] = f"{rel}/report.html" if code == 0 else f"report failed: {out.strip()[-200:]}"
+    print(f"[{study.folder}] report: exit {code} in {wall:.0f} s", flush=True)
+    hypotheses: list[dict] = []
+    if has_hypotheses(config):
+        code, out, wall = command([*OPTISCOPE, "verify", rel, "--format", "json"])
+        finding["verify_exit"] = code
+        print(f"[{study.folder}] verify: exit {code} in {wall:.0f} s", flush=True)
+        try:
+            hypotheses = json.loads(out[out.index("["):])
+        except ValueError:
+            finding["verify_error"] = out.strip()[-400:]
+    finding["hypotheses"] = hypotheses
+    analysis = None
+    module = load_analysis(study_dir)
+    if module is not None:
+        start = time.perf_counter()
+        analysis = module.analyse(store)
+        finding["analysis_wall_s"] = round(time.perf_counter() - start, 1)
+        finding["analysis"] = analysis
+    finding["verdict"] = overall(hypotheses, analysis)
+    figures = [hypothesis_figure(h) for h in hypotheses]
+    if analysis is not None:
+        figures = [analysis["key_figure"]] if analysis.get("verdict") else [*figures, analysis["key_figure"]]
+    finding["key_figure"] = "; ".join(figures)
+    print(f"[{study.folder}] verdict: {finding['verdict']}", flush=True)
+    return _save(store, finding)
+
+
+def _save(store: Path, finding: dict) -> dict:
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "finding.json").write_text(json.dumps(finding, indent=1, default=str))
+    return finding
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="study folders to run")
+    parser.add_argument("--keep", action="store_true", help="resume existing stores")
+    parser.add_argument("--seeds", type=int, default=None, help="override every study's seeds")
+    parser.add_argument("--steps", type=int, default=None, help="override every study's steps")
+    parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables")
+    args = parser.parse_args()
+    known = {s.folder for s in STUDIES}
+    unknown = set(args.only or ()) - known
+    if unknown:
+        raise SystemExit(f"unknown studies {sorted(unknown)}; known: {sorted(known)}")
+    if not args.tables_only:
+        for study in STUDIES:
+            if args.only is None or study.folder in args.only:
+                run_study(study, keep=args.keep, seeds=args.seeds, steps=args.steps)
+    write_tables(HERE, ROOT / "README.md")
+
+
+if __name__ == "__main__":
+    main()
