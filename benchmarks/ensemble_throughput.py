@@ -237,7 +237,7 @@ def overhead(args, task, device: str) -> None:
 
     d = ExperimentSection(name="x")
     s, steps = args.overhead_seeds, args.overhead_steps
-    trainer = engine_trainer(task, "adam", list(range(s)), device)
+    trainer = engine_trainer(task, "adam", list(range(s)), device, compile=args.compile)
     t_step = t_eval = t_book = t_bar = t_bare = t_cli = float("inf")
     for _ in range(args.rounds):
         t_step = min(t_step, engine_seconds(trainer, args.steps, device))
@@ -266,7 +266,8 @@ def overhead(args, task, device: str) -> None:
                     raise RuntimeError(f"optiscope run failed: {result.output}")
     evals = (d.steps // d.eval_every + 1) / d.steps  # evaluations per step of a default run
     print(f"\nrunner overhead per step at the default cadence (steps={d.steps}, eval_every="
-          f"{d.eval_every}, log_every={d.log_every}): adam, {s} seeds; step {1e3 * t_step:.1f} ms")
+          f"{d.eval_every}, log_every={d.log_every}): adam, {s} seeds, compile={args.compile}; "
+          f"step {1e3 * t_step:.1f} ms")
     print(f"  evaluation      {1e3 * t_eval:9.1f} ms each, {100 * evals * t_eval / t_step:6.2f}% of step time")
     print(f"  bookkeeping     {1e6 * t_book:9.1f} us/step,  {100 * t_book / t_step:6.2f}%  "
           "(divergence check, logging, probe schedule)")
@@ -285,7 +286,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="also time Adam with compile = true")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time Adam with compile = true (and time the overhead compiled)")
     ap.add_argument("--overhead", action="store_true", help="also time a whole run (default cadence)")
     ap.add_argument("--overhead-seeds", type=int, default=64)
     ap.add_argument("--overhead-steps", type=int, default=100,

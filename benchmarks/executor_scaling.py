@@ -1,16 +1,16 @@
 """Wall time of a 16-cell experiment: the local executor against Ray with 1 and 2 workers.
 
-    .venv/bin/python benchmarks/executor_scaling.py [--steps 400] [--rounds 1]
+    .venv/bin/python benchmarks/executor_scaling.py [--steps 400] [--only-overhead]
 
 - Scaling: the same 16 cells (8 MLP widths x sgd/adam, none packable: every cell is its own
-  unit) trained into fresh stores by the in-process executor (torch's default threads), and by
-  Ray with 1 and 2 single-threaded workers. Ray's start-up (`ray.init`, once per run of the
-  command) is timed apart from the training it then does; ratios are Ray / local, so below 1
-  means Ray was faster.
+  unit) trained into fresh stores by the in-process executor (at torch's default threads, and
+  at 1 thread as a Ray worker runs), and by Ray with 1 and 2 single-threaded workers. Ray's
+  start-up (`ray.init`, once per command) is timed apart from the training it then does;
+  ratios are to the local executor at default threads (below 1: faster than it).
 - Overhead per cell: the same 16 cells at one step each, so training costs next to nothing:
-  (Ray 1 worker - local) / 16 is what Ray adds per cell (serialising the unit, scheduling the
-  task, a worker building the task and returning the payload through the object store); the
-  landing itself (writing the files) is timed alone, and is the same on both paths.
+  (Ray 1 worker - local at 1 thread) / 16 is what Ray adds per cell (serialising the unit,
+  scheduling the task, the worker returning the payload through the object store); the landing
+  itself (writing the files) is timed alone, and is the same on both paths.
 
 Timings are wall-clock on whatever machine runs this; on a shared machine only ratios taken in
 one run mean much, and the absolute seconds vary with the load.
@@ -55,11 +55,19 @@ class LandingClock:
         self.calls += 1
 
 
-def timed_local(cfg, root: Path) -> float:
-    t0 = time.perf_counter()
-    summary = run_experiment(cfg, RunStore.create(root))
-    assert not summary.failed, summary.failed
-    return time.perf_counter() - t0
+def timed_local(cfg, root: Path, threads: int | None = None) -> float:
+    """Seconds of a local run, at torch's default threads or at `threads`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        t0 = time.perf_counter()
+        summary = run_experiment(cfg, RunStore.create(root))
+        assert not summary.failed, summary.failed
+        return time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
 
 
 def timed_ray(cfg, roots: list[Path], workers: int) -> tuple[float, list[float]]:
@@ -98,11 +106,16 @@ def main() -> None:
 
 
 def scaling(cfg, steps: int, tmp: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     local = timed_local(cfg, tmp / "local")
+    local1 = timed_local(cfg, tmp / "local1", threads=1)
     init1, (ray1,) = timed_ray(cfg, [tmp / "ray1"], 1)
     init2, (ray2,) = timed_ray(cfg, [tmp / "ray2"], 2)
     print(f"16 cells x 4 seeds x {steps} steps (mnist1d-mlp, widths {WIDTHS[0]}-{WIDTHS[-1]}, sgd and adam)")
-    print(f"  local executor          {local:7.2f} s   1.00")
+    print(f"  local executor, {threads} threads {local:7.2f} s   1.00")
+    print(f"  local executor, 1 thread  {local1:7.2f} s   {local1 / local:4.2f}")
     print(f"  ray, 1 worker           {ray1:7.2f} s   {ray1 / local:4.2f}   (+ {init1:.1f} s to start Ray)")
     print(f"  ray, 2 workers          {ray2:7.2f} s   {ray2 / local:4.2f}   (+ {init2:.1f} s to start Ray)")
     print(f"  2 workers / 1 worker    {ray2 / ray1:4.2f}")
@@ -113,13 +126,13 @@ def overhead(n: int, tmp: Path) -> None:
     clock = LandingClock()
     runner.land_payload = clock
     try:
-        local_tiny = timed_local(tiny, tmp / "local-tiny")
+        local_tiny = timed_local(tiny, tmp / "local-tiny", threads=1)  # as a Ray worker runs
         landing_ms = 1e3 * clock.seconds / max(clock.calls, 1)
         _, (cold, warm) = timed_ray(tiny, [tmp / "ray-tiny-cold", tmp / "ray-tiny-warm"], 1)
     finally:
         runner.land_payload = clock.real
     print("16 cells x 1 step (training ~0), per cell:")
-    print(f"  local executor          {1e3 * local_tiny / n:7.1f} ms   (landing: {landing_ms:.1f} ms of it)")
+    print(f"  local executor, 1 thread {1e3 * local_tiny / n:6.1f} ms   (landing: {landing_ms:.1f} ms of it)")
     print(f"  ray, 1 worker, cold     {1e3 * cold / n:7.1f} ms   (first run: starts and imports the worker)")
     print(f"  ray, 1 worker, warm     {1e3 * warm / n:7.1f} ms")
     print(f"  Ray overhead per cell   {1e3 * (warm - local_tiny) / n:7.1f} ms warm, "

@@ -8,7 +8,8 @@ tensors from `per_member_hyperparameters`) and timed over bare training steps (n
 logging or store), in this process, interleaved over rounds; the table prints the median round
 of each and their ratio (only ratios taken in one process are compared: machines are shared).
 
-    python benchmarks/grid_ensemble.py [--steps 200] [--rounds 3] [--hidden 256] [--device cpu]
+    python benchmarks/grid_ensemble.py [--steps 200] [--rounds 3] [--hidden 256] [--threads N]
+                                       [--device cpu]
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cells = grid_cells(args.hidden, args.seeds)
     name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
             else f"cpu x{torch.get_num_threads()} threads")

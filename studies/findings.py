@@ -43,7 +43,7 @@ def details(findings: list[dict]) -> str:
     for f in findings:
         parts.append(f"### {f['folder']}\n")
         parts.append(f"{f['claim']} ({f['source']}). Verdict: **{f['verdict']}**. "
-                     f"Training wall time: {f.get('train_wall_s', '-')} s"
+                     f"Wall time of `optiscope run`: {f.get('train_wall_s', '-')} s"
                      + (f", analysis {f['analysis_wall_s']} s" if "analysis_wall_s" in f else "")
                      + (f"; report: `studies/{f['folder']}/runs/report.html`" if f.get("report") else "")
                      + ".\n")

@@ -5,11 +5,13 @@ Errors a user can fix are printed in one line without a traceback and exit with 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -58,7 +60,8 @@ FORMAT_HELP = (
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: messages quote config text such as [[hypotheses]], which is not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -68,6 +71,7 @@ class _RichProgress:
     def __init__(self, progress: Progress):
         self.p = progress
         self.task_id: Any = None
+        self._rate_at = 0.0
 
     def start(self, total_steps: int) -> None:
         self.task_id = self.p.add_task("training", total=max(total_steps, 1), rate="")
@@ -79,6 +83,10 @@ class _RichProgress:
 
     def advance(self, steps: int) -> None:
         self.p.advance(self.task_id, steps)
+        now = time.monotonic()
+        if now - self._rate_at < 0.25:  # the rate text at most 4 times a second: cheap on a GPU step
+            return
+        self._rate_at = now
         speed = self.p.tasks[self.task_id].speed
         if speed:
             self.p.update(self.task_id, rate=f"{speed:,.1f} steps/s")
@@ -200,6 +208,7 @@ def list_(
     output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """List the tasks or optimizers available, with their settings and defaults."""
+    from optiscope.listing import cell_text, optimizer_rows, task_rows
     from optiscope.tabular import check_format, write_rows
 
     try:
@@ -208,65 +217,13 @@ def list_(
         fail(str(exc))
         return
     if what == "tasks":
-        columns, rows, title = _task_rows()
+        columns, rows, title = task_rows()
     elif what == "optimizers":
-        columns, rows, title = _optimizer_rows()
+        columns, rows, title = optimizer_rows()
     else:
         fail(f"cannot list '{what}': choose 'tasks' or 'optimizers'")
         return
-    write_rows(columns, rows, fmt, title=title, text=_cell_text, show_lines=True)
-
-
-def _cell_text(value: Any) -> str:
-    """A table or CSV cell: settings as "k=v, ...", metrics as "name (goal)", counts with commas."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(_cell_text(v) for v in value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
-
-
-class MetricGoal(NamedTuple):
-    """A task's metric as `list tasks` shows it: "f_gap (min)", "basin (categorical)"."""
-
-    name: str
-    goal: str | None
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.goal or 'categorical'})"
-
-
-def _task_rows() -> tuple[list[str], list[list[Any]], str]:
-    from optiscope.settings import defaults_of
-    from optiscope.tasks import TASKS, make_task
-
-    rows = []
-    for name in sorted(TASKS, key=lambda n: (TASKS[n].family, n)):
-        cls = TASKS[name]
-        n_params: Any
-        try:
-            n_params = make_task(name).num_params()
-        except Exception as exc:  # a task whose data is not present (say, needs data_root)
-            n_params = f"({type(exc).__name__})"
-        metrics = [MetricGoal(m.name, m.goal) for m in cls.metrics]
-        rows.append([name, cls.family, defaults_of(cls.__init__), metrics, n_params, cls.description])
-    columns = ["name", "family", "settings (defaults)", "metrics", "params", "description"]
-    return columns, rows, "tasks"
-
-
-def _optimizer_rows() -> tuple[list[str], list[list[Any]], str]:
-    from optiscope.optim import OPTIMIZERS
-    from optiscope.optim.registry import optimizer_info
-
-    rows = []
-    for name in sorted(OPTIMIZERS):
-        info = optimizer_info(name)
-        rows.append([name, info.cls.__name__, info.norm, dict(info.hyperparameters),
-                     info.grad_evals_per_step, info.reference])
-    columns = ["name", "class", "norm", "hyperparameters (defaults)", "grad evals / step", "tested against"]
-    return columns, rows, 'optimizers (any torch.optim.Optimizer also runs as "module:Class")'
+    write_rows(columns, rows, fmt, title=title, text=cell_text, show_lines=True)
 
 
 @app.command()
@@ -405,11 +362,11 @@ def verify(
     Exit status: 0 every hypothesis holds; 1 some fail or are inconclusive (too few seeds to
     tell); 2 bad input (no hypotheses, an unknown cell or metric).
     """
-    from rich.markup import escape
     from rich.text import Text
 
     from optiscope.formatting import format_number
     from optiscope.hypotheses.evaluate import VERDICT_COLUMNS, verdict_rows, verify_store
+    from optiscope.listing import cell_text
     from optiscope.tabular import check_format, write_rows
 
     try:
@@ -418,14 +375,14 @@ def verify(
             raise OptiscopeError(f"--config: '{config}' is not a file")
         verdicts = verify_store(store, config=config)
     except OptiscopeError as exc:
-        fail(escape(str(exc)))  # messages quote [[hypotheses]], which is not rich markup
+        fail(str(exc))
         return
     rows = verdict_rows(verdicts)
     if fmt == "table":  # plain text cells (names may hold brackets), numbers formatted, verdicts coloured
         colour = {"holds": "bold green", "fails": "bold red", "inconclusive": "bold yellow"}
         rows = [[r[0], Text(r[1], style=colour[r[1]]), *r[2:]] for r in rows]
         write_rows(VERDICT_COLUMNS, rows, fmt, title="hypotheses", text=lambda v: v if isinstance(v, Text)
-                   else Text(format_number(v) if isinstance(v, float) else _cell_text(v)))
+                   else Text(format_number(v) if isinstance(v, float) else cell_text(v)))
     else:
         write_rows(VERDICT_COLUMNS, rows, fmt)
     raise typer.Exit(0 if all(v.holds for v in verdicts) else 1)

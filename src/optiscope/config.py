@@ -274,12 +274,15 @@ class Cell:
         return f"{self.optimizer}({hp})" if hp else self.optimizer
 
 
+#: Task settings added after stores existed, with the default that reproduces the old behaviour:
+#: left out of the cell id at that value, so earlier stores' cells keep their ids (any task's
+#: setting of that name counts). eval_split: data tasks; norm, activation: MLP tasks.
+SETTINGS_ADDED_LATER: dict[str, str] = {"eval_split": "test", "norm": "none", "activation": "relu"}
+
+
 def _hashed_task_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Task settings as the cell id hashes them: a data task's `eval_split` at its default
-    ("test") is left out, so cells of stores written before the setting existed keep their ids."""
-    if settings.get("eval_split") == "test":
-        return {k: v for k, v in settings.items() if k != "eval_split"}
-    return settings
+    """Task settings as the cell id hashes them: `SETTINGS_ADDED_LATER` at default left out."""
+    return {k: v for k, v in settings.items() if k not in SETTINGS_ADDED_LATER or v != SETTINGS_ADDED_LATER[k]}
 
 
 def canonical_numbers(value: Any) -> Any:

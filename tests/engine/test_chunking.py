@@ -105,3 +105,13 @@ def test_forced_small_memory_trains_in_chunks_equal_to_one_ensemble(task):
     losses = ~accuracies & (names != "time_s")
     np.testing.assert_allclose(va[losses], vb[losses], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(va[accuracies], vb[accuracies], rtol=0, atol=5e-3)
+
+
+def test_on_cuda_the_free_device_memory_is_the_budget(monkeypatch, task):
+    """The CUDA path, checked without a GPU: mem_get_info's free bytes set the chunk."""
+    total = member_footprint(task, Adam, {}).total
+    free = int(10.5 * total / SAFETY)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 4 * free))
+    assert available_bytes("cuda") == free
+    assert member_chunk_size(task, Adam, {}, 64, "cuda") == 10
+    assert member_chunk_size(task, Adam, {}, 64, "cuda", max_memory_gb=1e3) is None

@@ -3,7 +3,9 @@
 Member i's parameters are slice i of every tensor; the task's pure loss is vmapped with
 `torch.func.grad_and_value`, the gradients are handed to an ensemble-aware optimizer
 (`ensemble_dims=1`) as ordinary `.grad`s, and metrics stay on the device until the cell lands.
-The run loop around the step is `optiscope.engine.trainer.Trainer`.
+The run loop around the step is `optiscope.engine.trainer.Trainer`. With `compile=True` the
+vmapped gradient function goes through `torch.compile`, and so does the evaluation (engine.compile, eager where that fails);
+`precision` autocasts it to bf16 (engine.precision).
 """
 
 from __future__ import annotations
@@ -82,12 +84,16 @@ class EnsembleStep:
             **hyperparameters, ensemble_dims=1,
         )
         self.optimizer.member_seeds = self.seed_tensor
+        name = getattr(task, "name", type(task).__name__)
         self._grad_fn = maybe_compiled(
             self._in_precision(vmapped(grad_and_value(task.loss))),
-            enabled=compile, name=f"the {getattr(task, 'name', type(task).__name__)} ensemble step",
+            enabled=compile, name=f"the {name} ensemble step",
         )
         self._loss_fn = self._in_precision(vmapped(task.loss))
-        self._eval_fn = vmapped(task.evaluate, eval_chunk_size(task, len(self.seed_tensor)))
+        self._eval_fn = maybe_compiled(  # always fp32: metrics compare across precisions
+            vmapped(task.evaluate, eval_chunk_size(task, len(self.seed_tensor))),
+            enabled=compile, name=f"the {name} evaluation",
+        )
         self._frozen_values: Params = {}
         self.grad_evals = 0
         self.func_evals = 0

@@ -50,7 +50,8 @@ class Adam(EnsembleOptimizer):
     Adam is elementwise, so it is the same algorithm for ensembles. None (default) fuses when
     `ensemble_dims=1` and every tensor is a CPU or CUDA float tensor, and otherwise runs the
     transform chain that follows torch.optim's default single-tensor code operation by
-    operation.
+    operation. With per-member settings the kernel is called once per run of members that
+    share them (optiscope.optim.kernels).
     """
 
     norm = "infinity (max-of-max): sign descent when betas = 0"
@@ -111,8 +112,12 @@ class Adam(EnsembleOptimizer):
         return None
 
     def _caches(self, group: dict[str, Any]) -> dict[str, Any]:
+        """This group's run and view caches (the entry keeps the group alive: ids stay unique)."""
         caches = self.__dict__.setdefault("_kernel_caches", {})
-        return caches.setdefault(id(group), {"runs": RunCache(), "slices": SliceCache()})
+        entry = caches.get(id(group))
+        if entry is None or entry["group"] is not group:
+            entry = caches[id(group)] = {"group": group, "runs": RunCache(), "slices": SliceCache()}
+        return entry
 
     def _member_runs(self, group: dict[str, Any]) -> list | None:
         """Runs of members sharing every setting (None: too many for one call each)."""

@@ -178,6 +178,27 @@ def signature_of(declaration: Declaration) -> inspect.Signature:
     return inspect.Signature([*parameters, ensemble_dims.parameter(inspect.Parameter.KEYWORD_ONLY)])
 
 
+def declared_init(cls: type) -> Callable[..., None]:
+    """An ``__init__`` for optimizer class `cls` whose signature is its `hyperparameters`
+    declaration; it binds the arguments and passes them to `cls.configure`."""
+    signature = signature_of(cls.hyperparameters)
+
+    def __init__(self: Any, params: Iterable[Any], *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, params, *args, **kwargs)
+        bound.apply_defaults()
+        given = dict(bound.arguments)
+        del given["self"], given["params"]
+        self.configure(params, given, given.pop("ensemble_dims"))
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__annotations__ = {
+        p.name: p.annotation for p in signature.parameters.values() if p.annotation is not p.empty
+    }
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__module__ = cls.__module__
+    return __init__
+
+
 def checked(init: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of `init`'s signature taken from `values`, validated and coerced.
 

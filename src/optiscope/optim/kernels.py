@@ -9,9 +9,10 @@ one member per run (benchmarks/optimizer_kernels.py); on a GPU, where each call 
 runs are used up to `MAX_GPU_RUNS` and the chain beyond.
 
 Measured alternatives (benchmarks/optimizer_kernels.py, 2-core AMD EPYC, one thread, 64
-members): torch's `_foreach_*` ops run as a loop of ordinary ops on the CPU (about the unfused
-chain's cost), and a `torch.compile`d per-member Adam update was 5x the fused kernel, where one
-call per run is 1.14x (8-point grid) to 1.43x (every member distinct); so no compiled path.
+members, step time / torch's fused Adam with one lr): one call per run 1.0-1.15x (8-point
+grid) to 1.4-1.5x (every member distinct); the unfused per-member chain 3.5x; torch's
+`_foreach_*` ops, which on the CPU are a loop of ordinary ops, about the chain's cost; a
+`torch.compile`d per-member Adam update (a prototype) 4-5x. So no compiled path.
 """
 
 from __future__ import annotations
@@ -64,16 +65,19 @@ def scalar_settings(group: dict[str, Any], keys: Sequence[str], values: dict[str
 
 class RunCache:
     """`member_runs` of a group, recomputed only when a per-member tensor is replaced or
-    changed in place (a scheduler), so a GPU step does not synchronise to read them."""
+    changed in place (a scheduler), so a GPU step does not synchronise to read them. It keeps
+    the tensors it read alive, so an equal id always means the same tensor."""
 
     def __init__(self) -> None:
         self._key: Any = None
         self._runs: list[Run] = []
+        self._tensors: list[Tensor] = []
 
     def runs(self, columns: dict[str, Tensor]) -> list[Run]:
         key = tuple((k, id(t), t._version) for k, t in columns.items())
         if key != self._key:
             self._key, self._runs = key, member_runs(columns)
+            self._tensors = list(columns.values())
         return self._runs
 
 

@@ -44,7 +44,7 @@ class AddDecayedWeights(Transform):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         wd = ctx.hyper(group, "weight_decay", p)
-        return u if is_zero(wd) else add_scaled(u, p, wd)
+        return u if is_zero(wd) else add_scaled(u, p, wd, out=ctx.scratch(p, "decayed"))
 
 
 def decayed_chain(scale: Transform, decoupled: bool) -> tuple[Transform, ...]:
@@ -72,7 +72,7 @@ class Momentum(Transform):
             damp = ctx.member(1 - ctx.raw(group, "dampening", p), p)
             add_scaled(buf.mul_(mu), u, damp, inplace=True)
         if group["nesterov"]:
-            return add_scaled(u, buf, mu)
+            return add_scaled(u, buf, mu, out=ctx.scratch(p, "nesterov"))
         if isinstance(mu, Tensor) and not bool((mu != 0).all()):
             return torch.where(mu == 0, u, buf)  # torch.optim.SGD: no momentum, no dampening
         return buf
@@ -108,7 +108,8 @@ class ScaleByAdam(Transform):
             torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
         bc2_sqrt = ctx.member((1 - beta2**step) ** 0.5, p)
-        denom = second.sqrt().div_(bc2_sqrt).add_(ctx.hyper(group, self.eps_key, p))
+        denom = torch.sqrt(second, out=ctx.scratch(p, "denom"))
+        denom.div_(bc2_sqrt).add_(ctx.hyper(group, self.eps_key, p))
         return Scaled(state["exp_avg"], denom, divisor=1 - beta1**step)
 
 
@@ -133,10 +134,12 @@ class ScaleByNAdam(ScaleByAdam):
             state["mu_product"] *= mu
             mu_product = float(state["mu_product"])
         bc2 = ctx.member(1 - beta2**step, p)
-        denom = state["exp_avg_sq"].div(bc2).sqrt_().add_(ctx.hyper(group, "eps", p))
-        # torch's two addcdiv steps as one direction; in place: big temporaries cost page faults
-        step = torch.div(u, denom).mul_(ctx.member((1.0 - mu) / (1.0 - mu_product), p))
-        momentum = torch.div(state["exp_avg"], denom)
+        denom = torch.div(state["exp_avg_sq"], bc2, out=ctx.scratch(p, "denom"))
+        denom.sqrt_().add_(ctx.hyper(group, "eps", p))
+        # torch's two addcdiv steps as one direction, in reused buffers (EnsembleOptimizer.scratch)
+        step = torch.div(u, denom, out=ctx.scratch(p, "nadam"))
+        step.mul_(ctx.member((1.0 - mu) / (1.0 - mu_product), p))
+        momentum = torch.div(state["exp_avg"], denom, out=denom)
         return step.add_(momentum.mul_(ctx.member(mu_next / (1.0 - mu_product * mu_next), p)))
 
 
@@ -192,7 +195,9 @@ class Lion(Transform):
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         beta1, beta2 = (member_value(b, p, ctx.ensemble_dims, cast=False) for b in group["betas"])
-        direction = state["exp_avg"].lerp(u, ctx.member(1.0 - beta1, p)).sign_()
+        direction = torch.lerp(
+            state["exp_avg"], u, ctx.member(1.0 - beta1, p), out=ctx.scratch(p, "lion")
+        ).sign_()
         state["exp_avg"].lerp_(u, ctx.member(1.0 - beta2, p))
         return direction
 

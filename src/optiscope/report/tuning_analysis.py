@@ -1,7 +1,7 @@
 """What the tuning section shows, as plain data computed from the store alone.
 
 The tuning protocol (optiscope.tuning) leaves STORE/tuning/protocol.json, trials.parquet and
-final.parquet (contract: docs in optiscope.tuning); the trial and final cells themselves are
+final.parquet (read by tuning_files.py); the trial and final cells themselves are
 ordinary cells of the store (runs.role "trial" / "final"). Everything here is recomputed from the
 stored metrics with `optiscope.stats`, never by importing the tuning, task or engine code, so the
 numbers a reader sees are the store's:
@@ -129,7 +129,10 @@ class Gap:
 
 
 def final_goal(view: StoreView, protocol: Protocol, cell: CellRuns) -> str:
-    return view.goal(cell.task_key, protocol.final_metric) if protocol.final_metric in view.metric_names(cell.task_key) else protocol.goal
+    """The final metric's goal as its producer declared it (the protocol's goal if not stored)."""
+    if protocol.final_metric in view.metric_names(cell.task_key):
+        return view.goal(cell.task_key, protocol.final_metric)
+    return protocol.goal
 
 
 def gaps(view: StoreView, protocol: Protocol, finals: list[Final]) -> list[Gap]:
@@ -301,7 +304,9 @@ class TaskTuning:
     joint: JointSearch | None
 
 
-def analyse_task(view: StoreView, protocol: Protocol, task: str, trials: list[Trial], finals: list[Final]) -> TaskTuning:
+def analyse_task(
+    view: StoreView, protocol: Protocol, task: str, trials: list[Trial], finals: list[Final]
+) -> TaskTuning:
     return TaskTuning(
         task, trials, finals, sensitivities(protocol, trials, finals), gaps(view, protocol, finals),
         compare_finals(view, protocol, finals), study_spread(view, protocol, finals),

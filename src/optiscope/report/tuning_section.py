@@ -8,8 +8,6 @@ counted, never dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from markupsafe import Markup
 
@@ -73,7 +71,7 @@ def sensitivity_svg(s: Sensitivity, metric: str, goal: str, seeds_per_trial: int
         ax.set_xticks(range(len(s.categories)), [str(v) for v in s.categories])
         ax.set_xlim(-0.6, len(s.categories) - 0.4)
     scale = {"log": ", log axis", "categorical": " (choice)", "linear": ""}[s.scale]
-    return plots._finish(
+    return _finish(
         fig, ax, f"{s.key}: final {metric} vs {s.dim}", f"{s.dim}{scale}",
         f"final {metric}: median, IQR over {seeds_per_trial} seeds",
     )
@@ -92,8 +90,18 @@ def studies_svg(spread: StudySpread, metric: str) -> str:
         xs, ys = zip(*won, strict=True)
         ax.plot(xs, ys, "o", ms=12, mfc="none", mec="black", mew=1.4, label="study winner")
     ax.set_xticks([s for s, _, _ in spread.rows])
-    return plots._finish(fig, ax, f"tuned finals over studies: median final {metric}", "study",
-                         f"median final {metric}")
+    return _finish(fig, ax, f"finals over studies: median final {metric}", "study", f"median final {metric}")
+
+
+def _finish(fig: plt.Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> str:
+    """Label and grid the axes, with the legend below them (points fill the whole plot)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.margins(y=0.08)
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    ax.set_title(title, fontsize=10)
+    return plots.to_svg(fig)
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -194,8 +202,7 @@ def _comparison_html(p: Protocol, t: TaskTuning) -> Markup:
 
 def _spread_html(p: Protocol, t: TaskTuning) -> Markup:
     sp = t.spread
-    values: Sequence[float] = sp.winner_values
-    summary = bootstrap_ci(np.asarray(values, dtype=float)) if len(values) else None
+    summary = bootstrap_ci(sp.winner_values) if sp.winner_values.size else None
     svg = figure(Markup(studies_svg(sp, p.final_metric))) if sp.rows else Markup("")
     return _macro("spread", sp, summary, svg)
 

@@ -7,6 +7,7 @@ vmapped ensemble, the loop trainer and the probes alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,18 @@ def init_linear(
     return w, b
 
 
-def init_mlp(gen: torch.Generator, sizes: list[int], prefix: str = "layer") -> Params:
-    """Weights `{prefix}{k}.weight/bias` for hidden layers and `head.weight/bias` for the last."""
+#: The MLP's normalisation after each hidden linear layer, and its activations.
+MLP_NORMS: tuple[str, ...] = ("none", "layer")
+MLP_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+
+
+def init_mlp(gen: torch.Generator, sizes: list[int], prefix: str = "layer", norm: str = "none") -> Params:
+    """Weights `{prefix}{k}.weight/bias` for hidden layers and `head.weight/bias` for the last.
+
+    With `norm="layer"` each hidden layer k also gets a LayerNorm's `norm{k}.weight` (ones) and
+    `norm{k}.bias` (zeros), as torch.nn.LayerNorm initialises them; they draw nothing from `gen`,
+    so the linear layers' weights are the same with or without them.
+    """
     params: Params = {}
     n = len(sizes) - 1
     for k in range(n):
@@ -35,23 +46,44 @@ def init_mlp(gen: torch.Generator, sizes: list[int], prefix: str = "layer") -> P
         w, b = init_linear(gen, sizes[k], sizes[k + 1])
         params[f"{name}.weight"] = w
         params[f"{name}.bias"] = b  # type: ignore[assignment]
+        if norm == "layer" and k < n - 1:
+            params[f"norm{k + 1}.weight"] = torch.ones(sizes[k + 1])
+            params[f"norm{k + 1}.bias"] = torch.zeros(sizes[k + 1])
     return params
 
 
 def mlp_roles(params: Params) -> dict[str, str]:
-    """Roles for an `init_mlp` dict: biases `bias`, the last layer `head`, the rest `hidden`."""
+    """Roles for an `init_mlp` dict: biases `bias`, LayerNorm scales `gain`, the last layer
+    `head`, the rest `hidden` (so Muon and Steepest treat the norm's vectors as vectors)."""
     return {
-        k: "bias" if k.endswith(".bias") else "head" if k.startswith("head.") else "hidden"
+        k: "bias" if k.endswith(".bias") else "head" if k.startswith("head.")
+        else "gain" if k.startswith("norm") else "hidden"
         for k in params
     }
 
 
-def mlp_forward(params: Params, x: Tensor, depth: int, prefix: str = "layer") -> Tensor:
-    """ReLU MLP: `depth` hidden layers then the head; returns logits."""
-    h = x
-    for k in range(depth):
-        h = F.relu(F.linear(h, params[f"{prefix}{k + 1}.weight"], params[f"{prefix}{k + 1}.bias"]))
-    return F.linear(h, params["head.weight"], params["head.bias"])
+def mlp_hidden(
+    params: Params, x: Tensor, depth: int, prefix: str = "layer", norm: str = "none", activation: str = "relu"
+) -> list[Tensor]:
+    """The `depth` hidden layers' outputs: linear, then LayerNorm (`norm="layer"`), then the
+    activation."""
+    act = MLP_ACTIVATIONS[activation]
+    h, out = x, []
+    for k in range(1, depth + 1):
+        h = F.linear(h, params[f"{prefix}{k}.weight"], params[f"{prefix}{k}.bias"])
+        if norm == "layer":
+            h = F.layer_norm(h, (h.shape[-1],), params[f"norm{k}.weight"], params[f"norm{k}.bias"])
+        h = act(h)
+        out.append(h)
+    return out
+
+
+def mlp_forward(
+    params: Params, x: Tensor, depth: int, prefix: str = "layer", norm: str = "none", activation: str = "relu"
+) -> Tensor:
+    """MLP (ReLU and no normalisation by default): `depth` hidden layers then the head; logits."""
+    hidden = mlp_hidden(params, x, depth, prefix, norm, activation)
+    return F.linear(hidden[-1] if hidden else x, params["head.weight"], params["head.bias"])
 
 
 def classification_metrics(logits: Tensor, y: Tensor, prefix: str) -> dict[str, Tensor]:
@@ -79,22 +111,33 @@ def layer_roles(params: Params) -> dict[str, str]:
 
 
 class MlpClassifier:
-    """A ReLU MLP from `n_inputs` features through `depth` hidden layers of `hidden` units to 10
-    classes: the parameters, roles and logits every MLP classification task shares."""
+    """An MLP from `n_inputs` features through `depth` hidden layers of `hidden` units to 10
+    classes: the parameters, roles and logits every MLP classification task shares. `norm`
+    and `activation` are class defaults ("none", "relu") for tasks that do not offer them."""
 
     n_inputs: int
     hidden: int
     depth: int
+    norm: str = "none"
+    activation: str = "relu"
 
-    def check_mlp_size(self, name: str, hidden: int, depth: int) -> None:
+    def check_mlp_size(self, name: str, hidden: int, depth: int, norm: str = "none", activation: str = "relu") -> None:
         require(hidden >= 1, name, "hidden", ">= 1", hidden)
         require(depth >= 0, name, "depth", ">= 0", depth)
+        require(norm in MLP_NORMS, name, "norm", f"one of {list(MLP_NORMS)}", norm)
+        require(activation in MLP_ACTIVATIONS, name, "activation", f"one of {list(MLP_ACTIVATIONS)}", activation)
 
     def init_params(self, seed: int) -> Params:
-        return init_mlp(member_generator(seed, "init"), [self.n_inputs] + [self.hidden] * self.depth + [10])
+        sizes = [self.n_inputs] + [self.hidden] * self.depth + [10]
+        return init_mlp(member_generator(seed, "init"), sizes, norm=self.norm)
 
     def roles(self) -> dict[str, str]:
         return mlp_roles(self.init_params(0))
 
     def logits(self, params: Params, x: Tensor) -> Tensor:
-        return mlp_forward(params, x, self.depth)
+        return mlp_forward(params, x, self.depth, norm=self.norm, activation=self.activation)
+
+    def representations(self, params: Params, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The hidden layers' outputs after the activation, for the dead-unit and CKA probes."""
+        hidden = mlp_hidden(params, batch["x"], self.depth, norm=self.norm, activation=self.activation)
+        return {f"layer{k}": h for k, h in enumerate(hidden, start=1)}

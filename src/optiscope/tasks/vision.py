@@ -6,6 +6,8 @@ torchvision-format files from a folder the user points `data_root` at (see torch
 Convolutions are `torch.nn.functional.conv1d/conv2d` on a params dict, which `vmap` batches over
 ensemble members. Every classifier takes `eval_split` (tasks/dataset.py): at "validation" its
 held-out metrics are `val_*` on a fixed fifth of the training split, which it no longer trains on.
+The MLP tasks take `norm` ("none" | "layer": LayerNorm after each hidden linear layer) and
+`activation` ("relu" | "gelu" | "tanh") for joint architecture search (tasks/layers.py).
 """
 
 from __future__ import annotations
@@ -105,17 +107,22 @@ class ClassificationTask(DatasetTask):
 
 @register_task
 class Mnist1dMLP(MlpClassifier, ClassificationTask):
-    """ReLU MLP on MNIST-1D (Greydanus 2020): 40 inputs, 10 classes, 4000 train / 1000 test."""
+    """MLP (ReLU by default) on MNIST-1D (Greydanus 2020): 40 inputs, 10 classes, 4000 train /
+    1000 test."""
 
     name = "mnist1d-mlp"
     description = "ReLU MLP on MNIST-1D (generated offline by mnist1d), 4000 train / 1000 test"
     n_inputs = 40
 
-    def __init__(self, *, hidden: int = 256, depth: int = 2, batch_size: int = 100, eval_split: str = "test"):
-        if hidden < 1 or depth < 0 or batch_size < 1:
-            raise ValueError("hidden and batch_size must be >= 1, depth >= 0")
+    def __init__(
+        self, *, hidden: int = 256, depth: int = 2, batch_size: int = 100, eval_split: str = "test",
+        norm: str = "none", activation: str = "relu",
+    ):
+        self.check_mlp_size(self.name, hidden, depth, norm, activation)
+        require(batch_size >= 1, self.name, "batch_size", ">= 1", batch_size)
         self.set_eval_split(eval_split)
         self.hidden, self.depth, self.batch_size = hidden, depth, batch_size
+        self.norm, self.activation = norm, activation
         d = mnist1d_arrays()
         self._set_data(*(torch.from_numpy(d[k]) for k in ("x", "y", "x_test", "y_test")))
 
@@ -177,19 +184,22 @@ class _DigitsTask(ClassificationTask):
 
 @register_task
 class DigitsMLP(MlpClassifier, _DigitsTask):
-    """ReLU MLP on scikit-learn's 8x8 digits (64 inputs; 1,438 train / 359 test, split by data_seed)."""
+    """MLP (ReLU by default) on scikit-learn's 8x8 digits (64 inputs; 1,438 train / 359 test,
+    split by data_seed)."""
 
     name = "digits-mlp"
     description = "ReLU MLP on scikit-learn's 8x8 digits, 1438 train / 359 test"
     n_inputs = 64
 
     def __init__(
-        self, *, hidden: int = 128, depth: int = 2, batch_size: int = 64, data_seed: int = 0, eval_split: str = "test"
+        self, *, hidden: int = 128, depth: int = 2, batch_size: int = 64, data_seed: int = 0, eval_split: str = "test",
+        norm: str = "none", activation: str = "relu",
     ):
-        self.check_mlp_size(self.name, hidden, depth)
+        self.check_mlp_size(self.name, hidden, depth, norm, activation)
         require(batch_size >= 1, self.name, "batch_size", ">= 1", batch_size)
         self.set_eval_split(eval_split)
         self.hidden, self.depth, self.batch_size, self.data_seed = hidden, depth, batch_size, data_seed
+        self.norm, self.activation = norm, activation
         self._load_digits()
 
 
@@ -231,7 +241,8 @@ def _subset(arrays: dict[str, np.ndarray], train_size: int) -> dict[str, np.ndar
 
 @register_task
 class MnistMLP(MlpClassifier, ClassificationTask):
-    """ReLU MLP on MNIST or Fashion-MNIST read from torchvision-format IDX files under `data_root`."""
+    """MLP (ReLU by default) on MNIST or Fashion-MNIST read from torchvision-format IDX files
+    under `data_root`."""
 
     name = "mnist-mlp"
     description = "ReLU MLP on MNIST / Fashion-MNIST from local torchvision-format files (data_root)"
@@ -247,13 +258,16 @@ class MnistMLP(MlpClassifier, ClassificationTask):
         batch_size: int = 128,
         train_size: int = 0,
         eval_split: str = "test",
+        norm: str = "none",
+        activation: str = "relu",
     ):
         name = self.name
         self.set_eval_split(eval_split)
         require(dataset in ("mnist", "fashion-mnist"), name, "dataset", "'mnist' or 'fashion-mnist'", dataset)
-        self.check_mlp_size(name, hidden, depth)
+        self.check_mlp_size(name, hidden, depth, norm, activation)
         require(train_size >= 0, name, "train_size", ">= 0 (0 = all)", train_size)
         self.data_root, self.dataset, self.hidden, self.depth = data_root, dataset, hidden, depth
+        self.norm, self.activation = norm, activation
         self.batch_size, self.train_size = batch_size, train_size
         d = _subset(load_mnist(data_root, dataset), train_size)
         self._set_data(*(torch.from_numpy(d[k]) for k in ("x", "y", "x_test", "y_test")))

@@ -124,7 +124,7 @@ def _open_round(search: Search, slots: range, spec: TuningSpec) -> list[Pending]
         if old is not None and old.state == TrialState.COMPLETE:
             continue
         if old is None:
-            search.study.sampler = make_sampler(spec.sampler, spec.seed, search.index, slot)
+            search.study.sampler = make_sampler(spec.sampler, spec.seed, search.index, slot, search.name)
             trial = search.study.ask(search.distributions)
             number, values = trial.number, dict(trial.params)
             cell = _trial_cell(search, slot, values, spec)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +28,26 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 LOCK_GRACE_S = 5
 
 
-def trial_seed(seed: int, study: int, trial: int) -> int:
-    """The seed of one trial's sampler: a function of (seed, study, trial number) only."""
-    return int(np.random.SeedSequence([seed, study, trial]).generate_state(1)[0])
+def _stream_key(stream: str) -> list[int]:
+    """A search's name as seed words, so each (task, optimizer) search draws its own points:
+    without it, trial n of every optimizer would sit at the same quantile of its range."""
+    return [zlib.crc32(stream.encode())] if stream else []
 
 
-def study_seed(seed: int, study: int) -> int:
-    """The seed of a study's QMC sequence (the same for every trial of the study)."""
-    return int(np.random.SeedSequence([seed, study]).generate_state(1)[0])
+def trial_seed(seed: int, study: int, trial: int, stream: str = "") -> int:
+    """The seed of one trial's sampler: a function of (seed, study, search, trial number) only."""
+    return int(np.random.SeedSequence([seed, study, trial, *_stream_key(stream)]).generate_state(1)[0])
 
 
-def make_sampler(kind: str, seed: int, study: int, trial: int) -> BaseSampler:
-    """The Optuna sampler that asks trial `trial` of study `study` (kind: random | qmc | tpe)."""
-    per_trial = trial_seed(seed, study, trial)
+def study_seed(seed: int, study: int, stream: str = "") -> int:
+    """The seed of a search's QMC sequence (the same for every trial of the search)."""
+    return int(np.random.SeedSequence([seed, study, *_stream_key(stream)]).generate_state(1)[0])
+
+
+def make_sampler(kind: str, seed: int, study: int, trial: int, stream: str = "") -> BaseSampler:
+    """The Optuna sampler that asks trial `trial` of study `study` for the search named `stream`
+    (kind: random | qmc | tpe)."""
+    per_trial = trial_seed(seed, study, trial, stream)
     if kind == "random":
         return RandomSampler(seed=per_trial)
     if kind == "tpe":
@@ -48,7 +56,7 @@ def make_sampler(kind: str, seed: int, study: int, trial: int) -> BaseSampler:
         with warnings.catch_warnings():  # "experimental since v3.0": the interface we use is stable
             warnings.simplefilter("ignore", ExperimentalWarning)
             return QMCSampler(
-                scramble=True, seed=study_seed(seed, study), independent_sampler=RandomSampler(seed=per_trial),
+                scramble=True, seed=study_seed(seed, study, stream), independent_sampler=RandomSampler(seed=per_trial),
                 warn_independent_sampling=False,
             )
     raise ValueError(f"unknown sampler '{kind}'; allowed: random, qmc, tpe")
