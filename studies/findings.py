@@ -64,7 +64,8 @@ def write_tables(studies_dir: Path, readme: Path) -> None:
     (studies_dir / "FINDINGS.md").write_text(
         "# Findings\n\nWritten by `make studies` (studies/run_all.py) from each study's stored runs; "
         "do not edit by hand. Each study's README says what is run and what would change the "
-        "verdict.\n\n" + table(findings, "") + "\n\n## Per study\n\n" + details(findings)
+        "verdict. Wall times are as measured on the machine that ran them (see each study's README "
+        "for the conditions).\n\n" + table(findings, "") + "\n\n## Per study\n\n" + details(findings)
     )
     text = readme.read_text()
     block = f"{START}\n{table(findings, 'studies/')}\n{END}"

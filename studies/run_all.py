@@ -83,11 +83,22 @@ def overall(hypotheses: list[dict], analysis: dict | None) -> str:
         return "error"
     if len(set(verdicts)) == 1:
         return verdicts[0]
+    if "holds" not in verdicts:
+        return "fails" if "fails" in verdicts else "inconclusive"
     return f"mixed ({verdicts.count('holds')}/{len(verdicts)} hold)"
 
 
+def key_figure(hypotheses: list[dict], analysis: dict | None) -> str:
+    """The analysis' figure where it gives the verdict; else every hypothesis' (and the
+    analysis' figure after them, where it only adds one)."""
+    figures = [hypothesis_figure(h) for h in hypotheses]
+    if analysis is not None:
+        figures = [analysis["key_figure"]] if analysis.get("verdict") else [*figures, analysis["key_figure"]]
+    return "; ".join(figures)
+
+
 def hypothesis_figure(h: dict) -> str:
-    return (f"{h['claim']}: {h['verdict']}, {h['effect_measure']} {_num(h['effect'])} "
+    return (f"{h['hypothesis']}: {h['verdict']}, {h['effect_measure']} {_num(h['effect'])} "
             f"[{_num(h['effect_low'])}, {_num(h['effect_high'])}], p_holm {_num(h['p_holm'])}")
 
 
@@ -134,10 +145,7 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None)
         finding["analysis_wall_s"] = round(time.perf_counter() - start, 1)
         finding["analysis"] = analysis
     finding["verdict"] = overall(hypotheses, analysis)
-    figures = [hypothesis_figure(h) for h in hypotheses]
-    if analysis is not None:
-        figures = [analysis["key_figure"]] if analysis.get("verdict") else [*figures, analysis["key_figure"]]
-    finding["key_figure"] = "; ".join(figures)
+    finding["key_figure"] = key_figure(hypotheses, analysis)
     print(f"[{study.folder}] verdict: {finding['verdict']}", flush=True)
     return _save(store, finding)
 

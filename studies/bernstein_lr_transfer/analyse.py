@@ -28,7 +28,7 @@ METRIC = "train_loss"
 
 
 def load(store: Path) -> dict[str, dict[int, dict[float, np.ndarray]]]:
-    """{optimizer label: {width: {lr: final train losses by seed}}}; diverged runs: +inf."""
+    """{optimizer label: {width: {lr: final train losses by seed}}}; diverged runs (or none logged): +inf."""
     _, rows = RunStore.open(store).query(
         f"""
         WITH last AS (
@@ -45,7 +45,7 @@ def load(store: Path) -> dict[str, dict[int, dict[float, np.ndarray]]]:
         name = label if label and not label.startswith(optimizer + "(") else optimizer
         width = int(json.loads(ts)[WIDTH_KEY])
         lr = float(json.loads(hp)["lr"])
-        v = np.inf if status != "complete" or value is None or not np.isfinite(value) else float(value)
+        v = np.inf if status == "diverged" or value is None or not np.isfinite(value) else float(value)
         out.setdefault(name, {}).setdefault(width, {}).setdefault(lr, []).append(v)
     return {n: {w: {lr: np.asarray(v) for lr, v in sorted(by_lr.items())} for w, by_lr in sorted(bw.items())}
             for n, bw in out.items()}

@@ -66,5 +66,6 @@ def test_findings_table_rows_and_verdict_rule(tmp_path):
     hold, fail = {"verdict": "holds"}, {"verdict": "fails"}
     assert run_all.overall([hold, hold], None) == "holds"
     assert run_all.overall([hold, fail], None) == "mixed (1/2 hold)"
+    assert run_all.overall([fail, {"verdict": "inconclusive"}], None) == "fails"
     assert run_all.overall([hold], {"verdict": "fails"}) == "fails"
     assert run_all.overall([fail], {"verdict": None}) == "fails"

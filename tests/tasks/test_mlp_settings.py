@@ -28,20 +28,22 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 def reference_mlp(params: dict[str, torch.Tensor], depth: int, norm: str, activation: str) -> nn.Sequential:
     """nn.Linear [-> nn.LayerNorm] -> activation per hidden layer, then the head, holding `params`."""
     layers: list[nn.Module] = []
+    owners: list[str | None] = []  # which functional tensors each module holds
     for k in range(1, depth + 1):
         w = params[f"layer{k}.weight"]
         layers.append(nn.Linear(w.shape[1], w.shape[0]))
+        owners.append(f"layer{k}")
         if norm == "layer":
             layers.append(nn.LayerNorm(w.shape[0]))
+            owners.append(f"norm{k}")
         layers.append(ACTIVATIONS[activation]())
+        owners.append(None)
     head = params["head.weight"]
     layers.append(nn.Linear(head.shape[1], head.shape[0]))
+    owners.append("head")
     model = nn.Sequential(*layers).double()
-    linears = [f"layer{k}" for k in range(1, depth + 1)] + ["head"]
-    norms = [f"norm{k}" for k in range(1, depth + 1)]
     with torch.no_grad():
-        for module in model:
-            name = linears.pop(0) if isinstance(module, nn.Linear) else norms.pop(0) if isinstance(module, nn.LayerNorm) else None
+        for module, name in zip(model, owners):
             if name:
                 module.weight.copy_(params[f"{name}.weight"])
                 module.bias.copy_(params[f"{name}.bias"])
@@ -57,13 +59,17 @@ def test_default_settings_keep_weights_logits_and_roles():
     assert all(torch.equal(p[k], q[k]) for k in p)
     assert torch.equal(q["norm1.weight"], torch.ones(16)) and torch.equal(q["norm2.bias"], torch.zeros(16))
     x = plain.x[:9]
-    h = F.relu(F.linear(F.relu(F.linear(x, p["layer1.weight"], p["layer1.bias"])), p["layer2.weight"], p["layer2.bias"]))
+    h = F.relu(F.linear(x, p["layer1.weight"], p["layer1.bias"]))
+    h = F.relu(F.linear(h, p["layer2.weight"], p["layer2.bias"]))
     assert torch.equal(plain.logits(p, x), F.linear(h, p["head.weight"], p["head.bias"]))  # bitwise as before
-    assert plain.roles() == {k: "bias" if k.endswith("bias") else "head" if k.startswith("head") else "hidden" for k in p}
+    want_roles = {k: "bias" if k.endswith("bias") else "head" if k.startswith("head") else "hidden" for k in p}
+    assert plain.roles() == want_roles
     assert torch.equal(plain.representations(p, {"x": x})["layer2"], h)
 
 
-@pytest.mark.parametrize(("norm", "activation"), [("layer", "gelu"), ("layer", "tanh"), ("none", "gelu"), ("layer", "relu")])
+@pytest.mark.parametrize(
+    ("norm", "activation"), [("layer", "gelu"), ("layer", "tanh"), ("none", "gelu"), ("layer", "relu")]
+)
 def test_functional_mlp_equals_torch_modules_in_float64(norm, activation):
     task = make_task("digits-mlp", hidden=12, depth=2, norm=norm, activation=activation)
     gen = torch.Generator().manual_seed(0)
@@ -112,16 +118,17 @@ def test_layer_norm_vectors_are_gain_and_bias_so_muon_treats_them_as_vectors():
     opt = trainer.optimizer
     uses_muon = {g["name"]: opt.uses_muon(g, g["params"][0]) for g in opt.param_groups}
     assert {k for k, v in uses_muon.items() if v} == {"layer1.weight", "layer2.weight"}
-    assert role_of(next(g for g in opt.param_groups if g["name"] == "norm1.weight"), trainer.params["norm1.weight"], 1) == "gain"
+    gain_group = next(g for g in opt.param_groups if g["name"] == "norm1.weight")
+    assert role_of(gain_group, trainer.params["norm1.weight"], 1) == "gain"
 
 
 @pytest.mark.parametrize("task_name", ["mnist1d-mlp", "digits-mlp", "mnist-mlp"])
 @pytest.mark.parametrize(("setting", "bad", "allowed"), [
     ("norm", "batch", "['none', 'layer']"), ("activation", "sigmoid", "['relu', 'gelu', 'tanh']")])
 def test_bad_norm_or_activation_names_the_setting_and_the_allowed_values(task_name, setting, bad, allowed, tmp_path):
-    with pytest.raises(TaskSettingError) as err:  # checked before any data is read
-        make_task(task_name, data_root=str(tmp_path), **{setting: bad}) if task_name == "mnist-mlp" else make_task(
-            task_name, **{setting: bad})
+    where = {"data_root": str(tmp_path)} if task_name == "mnist-mlp" else {}  # no files: checked first
+    with pytest.raises(TaskSettingError) as err:
+        make_task(task_name, **where, **{setting: bad})
     assert f"setting '{setting}' must be one of {allowed}" in str(err.value) and repr(bad) in str(err.value)
 
 
@@ -152,5 +159,5 @@ def test_new_settings_at_their_defaults_keep_cell_ids():
                   task_settings={"hidden": 64, "depth": 2, "batch_size": 100, "eval_split": "test",
                                  "norm": "none", "activation": "relu"})
     assert pinned.cell_id == "32b0eed3fedae947"
-    ids = {default.cell_id, cell(norm="layer").cell_id, cell(activation="gelu").cell_id, cell(activation="tanh").cell_id}
-    assert len(ids) == 4
+    others = [cell(norm="layer"), cell(activation="gelu"), cell(activation="tanh")]
+    assert len({default.cell_id, *(c.cell_id for c in others)}) == 4

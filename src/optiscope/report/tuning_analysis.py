@@ -251,6 +251,7 @@ class JointSearch:
     table: list[tuple[dict[str, Any], dict[str, float], str | None]]  # (architecture, key -> best, winner)
     winner_changes: bool
     winners: list[str]
+    n_common: int = 0  # architecture settings every optimizer tried (the only ones with a winner)
 
 
 def joint_search(protocol: Protocol, trials: list[Trial], finals: list[Final]) -> JointSearch | None:
@@ -286,7 +287,8 @@ def joint_search(protocol: Protocol, trials: list[Trial], finals: list[Final]) -
         winner = min(finite, key=lambda k: sign * finite[k]) if len(row) == len(keys) and finite else None
         table.append((archs[a], row, winner))
     winners = list(dict.fromkeys(w for _, _, w in table if w is not None))
-    return JointSearch(dims, best, keys, table, len(winners) > 1, winners)
+    n_common = sum(w is not None for _, _, w in table)
+    return JointSearch(dims, best, keys, table, len(winners) > 1, winners, n_common)
 
 
 # -- everything --------------------------------------------------------------------------------
