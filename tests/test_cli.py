@@ -121,11 +121,11 @@ checkpoint_every = 50
 
 [[tasks]]
 name = "mnist1d-mlp"
-hidden = 32
+hidden = [16, 24, 32, 40]   # a task grid: four units (an lr grid would pack into one ensemble)
 
 [[optimizers]]
 name = "sgd"
-lr = [0.01, 0.02, 0.03, 0.04]
+lr = 0.02
 momentum = 0.9
 """
 
