@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import optiscope.engine.compile as compile_mod
+import optiscope.engine.notes as notes
 from optiscope.config import parse_config
 from optiscope.engine.compile import CompiledOrEager, compile_unavailable, maybe_compiled
 from optiscope.engine.ensemble import EnsembleTrainer
@@ -19,7 +20,7 @@ SEEDS = [0, 1, 2, 3]
 
 @pytest.fixture(autouse=True)
 def _fresh_notes(monkeypatch):
-    monkeypatch.setattr(compile_mod, "_noted", set())
+    monkeypatch.setattr(notes, "_noted", set())
 
 
 def _double(x):

@@ -182,33 +182,17 @@ def test_probes_that_compare_members_see_only_their_own_cell(tmp_path):
     assert_same_store(packed, alone, rtol=1e-4)
 
 
-class _KilledAfter:
-    """Progress that records each (re)start's first advance and interrupts at `kill_at` steps."""
-
-    def __init__(self, kill_at: int | None = None):
-        self.kill_at, self.done, self.advances = kill_at, 0, []
-
-    def start(self, total_steps): ...
-    def cell(self, cell, index, n): ...
-
-    def advance(self, steps):
-        self.advances.append(steps)
-        self.done += steps
-        if self.kill_at is not None and self.done >= self.kill_at:
-            raise KeyboardInterrupt
-
-
-def test_a_killed_pack_resumes_from_its_checkpoint_on_the_same_trajectory(tmp_path):
+def test_a_killed_pack_resumes_from_its_checkpoint_on_the_same_trajectory(tmp_path, killed_after):
     # lr = 1e12 diverges before the checkpoint: its early stop must survive the restart too.
     cfg = grid_config([{"name": "sgd", "lr": [0.05, 1e12, 0.1], "momentum": 0.9}])
     ctx = UnitContext("cpu", checkpoint_every=5)
     (unit,) = plan_units(cfg.cells())
     killed = RunStore.create(tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
-        train_cells(cfg.cells(), killed, ctx, progress=_KilledAfter(kill_at=7))
+        train_cells(cfg.cells(), killed, ctx, progress=killed_after(kill_at=7))
     saved = killed.load_checkpoint(unit.unit_id)
     assert saved["step"] == 5 and len(saved["pack_stops"]) == 1
-    resumed = _KilledAfter()
+    resumed = killed_after()
     train_cells(cfg.cells(), killed, ctx, progress=resumed)
     assert resumed.advances[0] == 5  # from the checkpoint, not from step 0
     assert killed.load_checkpoint(unit.unit_id) is None  # the pack's checkpoint is gone

@@ -160,30 +160,14 @@ def test_loop_mode_stores_what_ensemble_mode_stores(tmp_path, ours, theirs, hp):
     np.testing.assert_allclose(b[losses], a[losses], rtol=1e-5, atol=0)
 
 
-class _KilledAfter:
-    """Progress that records how far each (re)start begins and interrupts at `kill_at` steps."""
-
-    def __init__(self, kill_at: int | None = None):
-        self.kill_at, self.done, self.advances = kill_at, 0, []
-
-    def start(self, total_steps): ...
-    def cell(self, cell, index, n): ...
-
-    def advance(self, steps):
-        self.advances.append(steps)
-        self.done += steps
-        if self.kill_at is not None and self.done >= self.kill_at:
-            raise KeyboardInterrupt
-
-
-def test_a_killed_loop_mode_run_resumes_from_its_checkpoint_on_the_same_trajectory(tmp_path):
+def test_a_killed_loop_mode_run_resumes_from_its_checkpoint_on_the_same_trajectory(tmp_path, killed_after):
     cfg = tiny_config(optimizers=[{"name": "torch.optim:Adam", "lr": 1e-2}], checkpoint_every=5)
     killed = RunStore.create(tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, killed, progress=_KilledAfter(kill_at=12))
+        run_experiment(cfg, killed, progress=killed_after(kill_at=12))
     (cell,) = cfg.cells()
     assert killed.load_checkpoint(cell.cell_id)["step"] == 10
-    resumed = _KilledAfter()
+    resumed = killed_after()
     run_experiment(cfg, killed, progress=resumed)
     assert resumed.advances[0] == 10  # it started from the checkpoint, not from step 0
     straight = RunStore.create(tmp_path / "straight")

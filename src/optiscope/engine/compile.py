@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from optiscope.engine.notes import note_once
+
 log = logging.getLogger(__name__)
-_noted: set[str] = set()
 
 
 def compile_unavailable() -> str | None:
@@ -32,11 +33,6 @@ def compile_unavailable() -> str | None:
         return "dynamo does not support this Python or platform"
     return None
 
-
-def _note_once(key: str, message: str) -> None:
-    if key not in _noted:
-        _noted.add(key)
-        log.warning(message)
 
 
 class CompiledOrEager:
@@ -76,7 +72,7 @@ class CompiledOrEager:
         self.compiled = None
         self.fallback_reason = reason
         first_line = reason.strip().splitlines()[0] if reason.strip() else reason
-        _note_once(f"{self.name}:{first_line}",
+        note_once(log, f"{self.name}:{first_line}",
                    f"torch.compile of {self.name} is not used, running eagerly: {first_line}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -22,13 +22,13 @@ from typing import Literal
 
 import torch
 
+from optiscope.engine.notes import note_once
 from optiscope.errors import OptiscopeError
 
 Precision = Literal["fp32", "tf32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
 
 log = logging.getLogger(__name__)
-_noted: set[str] = set()
 
 
 def check_precision(precision: str) -> str:
@@ -40,11 +40,6 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def _note_once(key: str, message: str) -> None:
-    if key not in _noted:
-        _noted.add(key)
-        log.warning(message)
-
 
 @contextlib.contextmanager
 def matmul_precision(precision: str, device: torch.device | str) -> Iterator[None]:
@@ -55,7 +50,7 @@ def matmul_precision(precision: str, device: torch.device | str) -> Iterator[Non
         yield
         return
     if device.type != "cuda":
-        _note_once(f"tf32-{device.type}", f"precision 'tf32' has no effect on {device.type}: "
+        note_once(log, f"tf32-{device.type}", f"precision 'tf32' has no effect on {device.type}: "
                    "it has no TF32 matmul units, so results are fp32")
         yield
         return
