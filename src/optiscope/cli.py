@@ -134,9 +134,18 @@ def run(
         return
     cells = cfg.cells()
     done = run_store.completed_cells() - run_store.failed_cells()
+    if cfg.tuning:  # the trials are asked as the study goes: say the protocol, not a cell count
+        from optiscope.tuning.spec import parse_tuning
+
+        t = parse_tuning(cfg)
+        what = (f"tuning {len(cells)} optimizer settings × {t.trials} trials of "
+                f"{t.seeds_per_trial} seeds × {t.studies} studies, then finals on "
+                f"{len(cfg.experiment.seed_list())} fresh seeds")
+    else:
+        what = (f"{len(cells)} cells × {len(cfg.experiment.seed_list())} seeds; "
+                f"{sum(c.cell_id in done for c in cells)} already in {root}")
     console.print(
-        f"[bold]{cfg.experiment.name}[/]: {len(cells)} cells × {len(cfg.experiment.seed_list())} seeds "
-        f"on {dev}; {sum(c.cell_id in done for c in cells)} already in {root}"
+        f"[bold]{cfg.experiment.name}[/]: {what} on {dev}"
         + ("" if executor == "local" else f"; executor {executor} {address or 'local'}")
     )
     columns = (
