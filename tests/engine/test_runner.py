@@ -57,10 +57,10 @@ def test_a_cell_that_raises_is_recorded_failed_and_the_rest_go_on(tmp_path, monk
 
     real = runner.make_trainer
 
-    def broken(cell, device, probe_runner=None):
+    def broken(cell, device, probe_runner=None, **kwargs):
         if cell.optimizer == "adam":
             raise RuntimeError("boom")
-        return real(cell, device, probe_runner)
+        return real(cell, device, probe_runner, **kwargs)
 
     monkeypatch.setattr(runner, "make_trainer", broken)
     store = RunStore.create(tmp_path / "s")

@@ -19,7 +19,7 @@ from optiscope.engine.executors import Executor, LocalExecutor
 from optiscope.engine.landing import land_cell, land_payload, outcome_payload
 from optiscope.engine.loop import LoopTrainer
 from optiscope.engine.result import CellResult
-from optiscope.engine.work import CellOutcome, UnitContext, plan_units
+from optiscope.engine.work import CellOutcome, UnitContext, plan_units, run_trainer
 from optiscope.engine.trainer import Trainer
 from optiscope.errors import OptiscopeError
 from optiscope.optim.registry import check_hyperparameters, is_ensemble_aware, resolve_optimizer
@@ -102,18 +102,11 @@ def run_cell(
     on_step: Callable[[int], None] | None = None,
     probe_runner: Any = None,
 ) -> CellResult:
-    """Train one cell (resuming from its checkpoint if one exists) and land it in the store."""
+    """Train one cell (resuming from its checkpoint if one exists) and land it in the store:
+    the work-unit path (engine.work.run_trainer) for one cell and a probe runner object."""
     trainer = make_trainer(cell, device, probe_runner)
-    saved = store.load_checkpoint(cell.cell_id) if checkpoint_every else None
-    if saved is not None:
-        trainer.load_state(saved)
-        if on_step is not None:
-            on_step(trainer.step)
-    result = trainer.run(
-        cell.steps, cell.eval_every, cell.log_every, on_step=on_step,
-        checkpoint=lambda t: store.save_checkpoint(cell.cell_id, t.state()),
-        checkpoint_every=checkpoint_every,
-    )
+    ctx = UnitContext(device=device, checkpoint_every=checkpoint_every, save_params=save_params)
+    result = run_trainer(trainer, cell, ctx, store, cell.cell_id, on_step, None, final_save=False)
     land_cell(store, cell, result, trainer.task, save_params=save_params)
     return result
 

@@ -147,13 +147,10 @@ class PackFallbackWarning(UserWarning):
 
 def member_chunk(task: Any, optimizer_cls: type, hyperparameters: dict[str, Any], n: int, device: str,
                  max_memory_gb: float | None = None) -> int | None:
-    """Members trained at once (engine.chunking, where present); None: all of them."""
+    """Members trained at once (engine.chunking); None: all of them."""
+    from optiscope.engine.chunking import member_chunk_size
     from optiscope.optim.registry import is_ensemble_aware
 
-    try:
-        from optiscope.engine.chunking import member_chunk_size
-    except ImportError:
-        return None
     if not is_ensemble_aware(optimizer_cls):
         return None
     size = member_chunk_size(task, optimizer_cls, hyperparameters, n, device, max_memory_gb=max_memory_gb)
@@ -218,7 +215,7 @@ def _train(unit: WorkUnit, ctx: UnitContext, checkpoints: Any, on_step: Progress
     chunk = member_chunk(task, cls, {**first.hyperparameters, **per_member}, n, ctx.device,
                          first.max_memory_gb)
     if len(cells) == 1 and chunk is None:
-        return [_train_one(first, ctx, checkpoints, on_step)]
+        return [_train_one(first, task, ctx, checkpoints, on_step)]
     ranges = [(a, min(a + chunk, n)) for a in range(0, n, chunk)] if chunk else [(0, n)]
     bounds = _cell_bounds(cells)
     progress = _ChunkProgress(on_step, len(ranges)) if len(ranges) > 1 else on_step
@@ -232,7 +229,7 @@ def _train(unit: WorkUnit, ctx: UnitContext, checkpoints: Any, on_step: Progress
         )
         tracker = StopTracker(trainer, parts)
         ckpt_id = unit.unit_id if len(ranges) == 1 else f"{unit.unit_id}.m{a}-{b}"
-        result = _run(trainer, first, ctx, checkpoints, ckpt_id, progress, tracker, final_save=len(ranges) > 1)
+        result = run_trainer(trainer, first, ctx, checkpoints, ckpt_id, progress, tracker, final_save=len(ranges) > 1)
         results.append((result, tracker.cost(result)))
         trained_task = trainer.task
     combined = concat_results([r for r, _ in results])
@@ -244,16 +241,17 @@ def _train(unit: WorkUnit, ctx: UnitContext, checkpoints: Any, on_step: Progress
     return [CellOutcome(c, r, trained_task) for c, r in zip(cells, pieces, strict=True)]
 
 
-def _train_one(cell: Cell, ctx: UnitContext, checkpoints: Any, on_step: ProgressFn | None) -> CellOutcome:
-    """A lone cell, exactly as before packing existed (its trainer built by runner.make_trainer)."""
+def _train_one(cell: Cell, task: Any, ctx: UnitContext, checkpoints: Any, on_step: ProgressFn | None) -> CellOutcome:
+    """A lone cell, exactly as before packing existed (its trainer built by runner.make_trainer
+    on the task already built for the chunk estimate, not a second copy)."""
     from optiscope.engine import runner
 
-    trainer = runner.make_trainer(cell, ctx.device, unit_probe_runner(ctx))
-    result = _run(trainer, cell, ctx, checkpoints, cell.cell_id, on_step, None, final_save=False)
+    trainer = runner.make_trainer(cell, ctx.device, unit_probe_runner(ctx), task=task)
+    result = run_trainer(trainer, cell, ctx, checkpoints, cell.cell_id, on_step, None, final_save=False)
     return CellOutcome(cell, result, trainer.task)
 
 
-def _run(trainer: Any, cell: Cell, ctx: UnitContext, checkpoints: Any, ckpt_id: str,
+def run_trainer(trainer: Any, cell: Cell, ctx: UnitContext, checkpoints: Any, ckpt_id: str,
          on_step: ProgressFn | None, tracker: StopTracker | None, *, final_save: bool) -> CellResult:
     """Resume `trainer` from checkpoint `ckpt_id` if there is one, and run it to the end."""
     saving = checkpoints is not None and ctx.checkpoint_every > 0

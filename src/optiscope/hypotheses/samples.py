@@ -32,13 +32,9 @@ class Samples:
 
 
 def compared_cells(view: StoreView) -> list[CellRuns]:
-    """The store's cells a hypothesis may name: every cell but tuning trials."""
-    trials: set[str] = set()
-    con = view.store.connect()
-    columns = {r[0] for r in con.execute("DESCRIBE runs").fetchall()}
-    if "role" in columns:
-        trials = {r[0] for r in con.execute("SELECT DISTINCT cell_id FROM runs WHERE role = 'trial'").fetchall()}
-    return [c for c in view.cells if c.cell_id not in trials]
+    """The store's cells a hypothesis may name: every cell but tuning trials (which the view
+    already keeps apart, in `trial_cells`)."""
+    return list(view.cells)
 
 
 def resolve_pair(view: StoreView, h: Hypothesis) -> tuple[CellRuns, CellRuns]:
