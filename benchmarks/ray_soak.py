@@ -82,10 +82,10 @@ def stored(store: RunStore) -> dict[str, np.ndarray]:
 
 def lost_cells(store: RunStore, reference: RunStore, cell_ids: list[str], n_seeds: int) -> list[str]:
     """Cells not stored exactly once, failed, or unequal to the reference (empty: none lost)."""
-    lost = set(cell_ids) - store.completed_cells()
-    lost |= store.failed_cells()
-    lost |= set(store.completed_cells()) - set(cell_ids)
-    for cell in store.completed_cells() & set(cell_ids):
+    lost = set(cell_ids) - store.completed_batches()
+    lost |= {b.batch_id for b in store.batches() if b.failed}
+    lost |= set(store.completed_batches()) - set(cell_ids)
+    for cell in store.completed_batches() & set(cell_ids):
         runs = store.read_cell_table("runs", cell)
         metrics = store.read_metrics(cell)
         keys = list(zip(*(metrics[c].to_pylist() for c in ("run_id", "step", "name")), strict=True))
@@ -232,7 +232,7 @@ def driver_trials(args, exp_path, reference, cell_ids, n_seeds, workdir) -> dict
         for pid in orphans:  # Ray processes that outlived their driver (this script started them)
             os.kill(pid, signal.SIGKILL)
         store = RunStore(store_dir)
-        complete = len(store.completed_cells())
+        complete = len(store.completed_batches())
         checkpoints = len(list((store_dir / "checkpoints").glob("*.pt")))
         rerun = subprocess.run(command(store_dir), capture_output=True, text=True)
         if rerun.returncode != 0:
@@ -264,7 +264,7 @@ def main() -> int:
     exp_path = workdir / "soak.toml"
     exp_path.write_text(EXPERIMENT)
     cfg = load_config(exp_path)
-    cell_ids = [c.cell_id for c in cfg.cells()]
+    cell_ids = [c.batch_id for c in cfg.cells()]  # the files each cell lands in
     n_seeds = len(cfg.experiment.seed_list())
     print(f"soak: {len(cell_ids)} cells x {n_seeds} seeds, {args.trials} trials per series, stores in {workdir}")
     torch.set_num_threads(1)  # the reference at the workers' thread count: bit-identical results

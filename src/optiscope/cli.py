@@ -108,7 +108,7 @@ def run(
     """Train every cell of EXPERIMENT not already in the store (a rerun resumes)."""
     from optiscope.config import load_config
     from optiscope.engine.executors import make_executor
-    from optiscope.engine.runner import resolve_device, run_experiment
+    from optiscope.engine.runner import plan_missing, resolve_device, run_experiment
     from optiscope.store import RunStore
 
     try:
@@ -133,7 +133,6 @@ def run(
         fail(str(exc))
         return
     cells = cfg.cells()
-    done = run_store.completed_cells() - run_store.failed_cells()
     if cfg.tuning:  # the trials are asked as the study goes: say the protocol, not a cell count
         from optiscope.tuning.spec import parse_tuning
 
@@ -142,8 +141,11 @@ def run(
                 f"{t.seeds_per_trial} seeds × {t.studies} studies, then finals on "
                 f"{len(cfg.experiment.seed_list())} fresh seeds")
     else:
+        plan = plan_missing(cells, run_store)
+        adding = sum(len(c.seeds) for c in plan.todo)
         what = (f"{len(cells)} cells × {len(cfg.experiment.seed_list())} seeds; "
-                f"{sum(c.cell_id in done for c in cells)} already in {root}")
+                f"{len(plan.complete)} already in {root}"
+                + (f"; training {adding} missing runs" if plan.todo else ""))
     console.print(
         f"[bold]{cfg.experiment.name}[/]: {what} on {dev}"
         + ("" if executor == "local" else f"; executor {executor} {address or 'local'}")
@@ -277,7 +279,7 @@ def compare(
     Mann-Whitney p-values are exact for small samples without ties, else asymptotic ("p from").
     """
     from optiscope.report.analysis import compare_task
-    from optiscope.report.data import StoreView
+    from optiscope.report.data import StoreView, configured_seeds
     from optiscope.stats import ALTERNATIVES
     from optiscope.store import RunStore
 
@@ -289,7 +291,7 @@ def compare(
         if metric is not None and metric in run_store.categorical_metrics():
             fail(_categorical_message(store, task, metric))
             return
-        view = StoreView.load(run_store)
+        view = StoreView.load(run_store, seeds=configured_seeds(run_store.config_text()))
         result = compare_task(view, task, metric, test, alternative=alternative)
         written = result.export(csv, parquet)
     except OptiscopeError as exc:

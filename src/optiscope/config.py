@@ -236,7 +236,7 @@ class Cell:
     given_task_settings: dict[str, Any] | None = None
     given_hyperparameters: dict[str, Any] | None = None
     #: "cell" (an experiment's cell), "trial" (a tuning trial), "final" (a tuned/default re-run);
-    #: not part of the id: it says why a cell ran, not what it computed.
+    #: part of the cell id (not of the batch id) when not "cell", so a final never joins a trial.
     role: str = "cell"
     #: matmul precision, "fp32" | "tf32" | "bf16"; part of the id only when not fp32, so the ids
     #: of stores written before precision existed stay valid.
@@ -246,22 +246,45 @@ class Cell:
     compile: bool = False
     max_memory_gb: float | None = None
 
+    #: The id this setting already has in the store it lands in, where that differs from
+    #: `setting_hash`: a store written before seeds-on-demand named each cell by a hash that
+    #: included its seed list (`batch_id`), and seeds added to it later keep that name.
+    stored_id: str | None = None
+
     @property
     def cell_id(self) -> str:
-        """Stable id from everything that changes the result (not the experiment's name).
+        """The setting's id: everything that changes a run's result except the seed.
+
+        A cell is a *setting* and a run is a (setting, seed), so seeds added later join the same
+        cell; the store's `runs.cell_id` is this id. See `setting_hash` and `stored_id`.
+        """
+        return self.stored_id or self.setting_hash
+
+    @property
+    def setting_hash(self) -> str:
+        """Stable hash of the setting (not the experiment's name, not the seeds).
 
         Numbers are hashed by value (an integral float as its integer), so `lr = 1` and
         `lr = 1.0` name the same cell even for a setting no signature declares.
         """
-        key = json.dumps(
-            canonical_numbers(
-                [self.task, _hashed_task_settings(self.task_settings), self.optimizer, self.hyperparameters,
-                 list(self.seeds), self.steps, self.eval_every, self.log_every]
-                + ([] if self.precision == "fp32" else [self.precision])
-            ),
-            sort_keys=True, default=str,
-        )
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        # A tuning trial and a final re-run of the same settings are different cells (tuning
+        # seeds vs evaluation seeds, and what each is for); an experiment's cell adds nothing.
+        return _hash(["setting", *self._identity()] + ([] if self.role == "cell" else [self.role]))
+
+    @property
+    def batch_id(self) -> str:
+        """Id of this cell's seeds trained together: the key of the files they land in.
+
+        The same formula as a cell id had before seeds-on-demand (the setting and its seed
+        list), so the files of stores written then are the batches of their settings.
+        """
+        ident = self._identity()
+        return _hash(ident[:4] + [list(self.seeds)] + ident[4:])
+
+    def _identity(self) -> list[Any]:
+        return ([self.task, _hashed_task_settings(self.task_settings), self.optimizer, self.hyperparameters,
+                 self.steps, self.eval_every, self.log_every]
+                + ([] if self.precision == "fp32" else [self.precision]))
 
     @property
     def display_name(self) -> str:
@@ -283,6 +306,11 @@ SETTINGS_ADDED_LATER: dict[str, str] = {"eval_split": "test", "norm": "none", "a
 def _hashed_task_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Task settings as the cell id hashes them: `SETTINGS_ADDED_LATER` at default left out."""
     return {k: v for k, v in settings.items() if k not in SETTINGS_ADDED_LATER or v != SETTINGS_ADDED_LATER[k]}
+
+
+def _hash(key: list[Any]) -> str:
+    text = json.dumps(canonical_numbers(key), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def canonical_numbers(value: Any) -> Any:

@@ -60,7 +60,7 @@ def old_land_cell(store, cell, result, task, *, save_params=True):
         params = {**result.final_params, **{f"init.{k}": v for k, v in result.init_params.items()}}
     info = metric_info_rows(cell.cell_id, task, [str(n) for n in np.unique(cols["name"])])
     surface = iterate_surface(task, cols, len(cell.seeds))
-    store.write_cell(cell.cell_id, run_rows(cell, result, task_metadata=task.metadata()), metrics, params,
+    store.write_cell(cell.batch_id, run_rows(cell, result, task_metadata=task.metadata()), metrics, params,
                      metric_info=info, tables=None if surface is None else {"surface": surface})
 
 

@@ -27,8 +27,8 @@ def store(tmp_path_factory):
 
 def test_metric_info_declares_the_tasks_metrics_with_the_headline_first(store):
     task = make_task("six-hump-camel")
-    for cell in store.completed_cells():
-        rows = store.read_metric_info(cell).to_pylist()
+    for batch in store.completed_batches():
+        rows = store.read_metric_info(batch).to_pylist()
         mine = [(r["name"], r["goal"], r["unit"], r["description"]) for r in rows if r["source"] == "task"]
         assert mine == [(m.name, m.goal, m.unit, m.description) for m in task.metrics]
         assert [r["name"] for r in rows if r["headline"]] == [task.metrics[0].name]

@@ -94,7 +94,7 @@ def test_an_lr_grid_packs_into_one_unit_and_other_differences_do_not():
     for u in units:
         assert len({(c.task_settings["hidden"], c.optimizer, c.steps) for c in u.cells}) == 1
     assert units[0].n_members == 12 and units[0].unit_id.startswith("pack-")
-    assert units[1].unit_id == units[1].cells[0].cell_id  # a lone cell keeps its own id
+    assert units[1].unit_id == units[1].cells[0].batch_id  # a lone cell: its batch id
     assert all(len(u.cells) == 1 for u in plan_units(cfg.cells(), pack=False))
 
 
@@ -203,7 +203,7 @@ def test_a_killed_pack_resumes_from_its_checkpoint_on_the_same_trajectory(tmp_pa
     assert all((a[k] == b[k]).all() for k in ("run_id", "step", "name"))
     np.testing.assert_array_equal(a["value"], b["value"])  # same process, same kernels: exact
     for cell in cfg.cells():
-        pa, pb = killed.load_params(cell.cell_id), straight.load_params(cell.cell_id)
+        pa, pb = killed.load_params(cell.batch_id), straight.load_params(cell.batch_id)
         assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
 
 

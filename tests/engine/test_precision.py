@@ -133,7 +133,7 @@ def test_precision_reaches_the_cells_and_round_trips_to_the_store(tmp_path):
     run_experiment(fp32, store)
     rows = store.query("SELECT cell_id, precision FROM runs ORDER BY ALL")[1]
     assert sorted(set(rows)) == sorted({(c16.cell_id, "bf16"), (c32.cell_id, "fp32")})
-    a = store.load_params(c32.cell_id)
-    b = store.load_params(c16.cell_id)
+    a = store.load_params(c32.batch_id)
+    b = store.load_params(c16.batch_id)
     finals = [k for k in a if not k.startswith("init.") and k.endswith("weight")]
     assert finals and all(not torch.equal(a[k], b[k]) for k in finals), list(a)

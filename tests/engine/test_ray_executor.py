@@ -73,8 +73,8 @@ def assert_same_store(a: RunStore, b: RunStore) -> None:
     assert len(sa["m.value"]) > 0
     for key in sa:
         np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)  # exact; NaN equals NaN
-    assert a.completed_cells() == b.completed_cells()
-    for cell in a.completed_cells():
+    assert a.completed_batches() == b.completed_batches()
+    for cell in a.completed_batches():
         pa_, pb = a.load_params(cell), b.load_params(cell)
         assert pa_.keys() == pb.keys() and all(torch.equal(pa_[k], pb[k]) for k in pa_), cell
         ta, tb = a.read_cell_table("surface", cell), b.read_cell_table("surface", cell)

@@ -42,12 +42,13 @@ def test_rerun_skips_complete_cells_and_trains_new_ones(tmp_path):
     store = RunStore.create(tmp_path / "s")
     first = run_experiment(tiny_config(optimizers=[{"name": "sgd", "lr": 0.1}]), store)
     assert len(first.trained) == 1
-    mtime = (store.root / "runs" / f"{first.trained[0]}.parquet").stat().st_mtime_ns
+    (batch,) = store.batch_ids(first.trained[0])
+    mtime = (store.root / "runs" / f"{batch}.parquet").stat().st_mtime_ns
     second = run_experiment(
         tiny_config(optimizers=[{"name": "sgd", "lr": 0.1}, {"name": "adam"}]), store
     )
     assert second.skipped == first.trained and len(second.trained) == 1
-    assert (store.root / "runs" / f"{first.trained[0]}.parquet").stat().st_mtime_ns == mtime
+    assert (store.root / "runs" / f"{batch}.parquet").stat().st_mtime_ns == mtime
     n = store.query("SELECT count(*) FROM runs")[1][0][0]
     assert n == 6
 
@@ -166,12 +167,12 @@ def test_a_killed_loop_mode_run_resumes_from_its_checkpoint_on_the_same_trajecto
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, killed, progress=killed_after(kill_at=12))
     (cell,) = cfg.cells()
-    assert killed.load_checkpoint(cell.cell_id)["step"] == 10
+    assert killed.load_checkpoint(cell.batch_id)["step"] == 10
     resumed = killed_after()
     run_experiment(cfg, killed, progress=resumed)
     assert resumed.advances[0] == 10  # it started from the checkpoint, not from step 0
     straight = RunStore.create(tmp_path / "straight")
     run_experiment(cfg, straight)
     assert all_metrics(killed) == all_metrics(straight)
-    a, b = killed.load_params(cell.cell_id), straight.load_params(cell.cell_id)
+    a, b = killed.load_params(cell.batch_id), straight.load_params(cell.batch_id)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -25,7 +25,7 @@ def test_probes_of_saved_parameters_match_the_last_trajectory_probes(probed_stor
         "AND m.name = 'eff_rank/layer1.weight' AND m.step = 12 ORDER BY r.member", [cell],
     )["value"]
     np.testing.assert_allclose(result.values["eff_rank/layer1.weight"], stored, rtol=1e-5)
-    saved = probed_store.load_params(cell)
+    saved = probed_store.load_params(probed_store.batch_ids(cell)[0])
     np.testing.assert_allclose(
         result.values["eff_rank/layer1.weight"], effective_rank(saved["layer1.weight"], ensemble_dims=1).numpy(), rtol=1e-6
     )
@@ -68,15 +68,15 @@ def test_saved_tensors_must_match_the_task(probed_store, tmp_path):
     from optiscope.store import RunStore
 
     cell = stored_cells(probed_store)[0]
-    saved = probed_store.load_params(cell)
+    saved = probed_store.load_params(probed_store.batch_ids(cell)[0])
     saved["extra"] = torch.zeros(3, 2)
-    probed_store.save_params(cell, saved)
+    probed_store.save_params(probed_store.batch_ids(cell)[0], saved)
     try:
         with pytest.raises(OptiscopeError, match="do not match task"):
             probe_cell(probed_store, cell, ProbeConfig(probes=["weights"]))
     finally:
         del saved["extra"]
-        probed_store.save_params(cell, saved)
+        probed_store.save_params(probed_store.batch_ids(cell)[0], saved)
     assert isinstance(RunStore.open(probed_store.root), RunStore) and make_task("mnist1d-mlp", hidden=8, depth=1)
 
 
@@ -86,11 +86,12 @@ def test_written_probe_metrics_go_through_the_store_and_are_declared(probed_stor
     from optiscope.probes.registry import metric_info
 
     cell = stored_cells(probed_store)[1]
-    info = probed_store.read_metric_info(cell).to_pylist()
-    probed_store.write_metric_info(cell, [r for r in info if r["name"] != "grad_norm"])
+    batch = probed_store.batch_ids(cell)[0]  # the cell's one batch: the file its metrics live in
+    info = probed_store.read_metric_info(batch).to_pylist()
+    probed_store.write_metric_info(batch, [r for r in info if r["name"] != "grad_norm"])
     result = probe_cell(probed_store, cell, ProbeConfig(probes=["gradient"]))
     write_probe_metrics(probed_store, result)
-    rows = {r["name"]: r for r in probed_store.read_metric_info(cell).to_pylist()}
+    rows = {r["name"]: r for r in probed_store.read_metric_info(batch).to_pylist()}
     expected = metric_info("grad_norm")
     assert rows["grad_norm"]["source"] == "probe"
     assert (rows["grad_norm"]["goal"], rows["grad_norm"]["unit"]) == (expected.goal, expected.unit)

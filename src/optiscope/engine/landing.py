@@ -82,6 +82,7 @@ def run_rows(
                 "role": cell.role,
                 "precision": cell.precision,
                 "chunk_size": None if result is None else result.chunk_size,
+                "batch_id": cell.batch_id,
             }
         )
     return rows
@@ -159,6 +160,11 @@ class CellPayload:
     def cell_id(self) -> str:
         return self.cell.cell_id
 
+    @property
+    def batch_id(self) -> str:
+        """The key of the files this payload lands in (see optiscope.store.run_store)."""
+        return self.cell.batch_id
+
 
 def cell_payload(cell: Cell, result: CellResult, task: Any, *, save_params: bool = True) -> CellPayload:
     """A trained cell's run rows, metrics, parameters, metric declarations and extra tables."""
@@ -197,11 +203,19 @@ def outcome_payload(outcome: CellOutcome, *, save_params: bool = True) -> CellPa
 
 
 def land_payload(store: RunStore, payload: CellPayload) -> None:
-    """Write one cell's payload: tables and parameters first, its runs file last (the commit)."""
+    """Write one batch's payload: tables and parameters first, its runs file last (the commit).
+
+    A failed batch of the same cell whose seeds this one trained again is then discarded, so
+    every (cell, seed) has one run in the store.
+    """
     store.write_cell(
-        payload.cell_id, payload.runs, payload.metrics, payload.params,
+        payload.batch_id, payload.runs, payload.metrics, payload.params,
         metric_info=payload.metric_info, tables=payload.tables or None,
     )
+    seeds = set(payload.cell.seeds)
+    for old in store.batches():
+        if old.failed and old.cell_id == payload.cell_id and old.batch_id != payload.batch_id and seeds & set(old.seeds):
+            store.discard_batch(old.batch_id)
 
 
 def land_cell(

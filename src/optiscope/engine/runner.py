@@ -8,7 +8,7 @@ as `failed` with the error, and the experiment goes on.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -106,7 +106,7 @@ def run_cell(
     the work-unit path (engine.work.run_trainer) for one cell and a probe runner object."""
     trainer = make_trainer(cell, device, probe_runner)
     ctx = UnitContext(device=device, checkpoint_every=checkpoint_every, save_params=save_params)
-    result = run_trainer(trainer, cell, ctx, store, cell.cell_id, on_step, None, final_save=False)
+    result = run_trainer(trainer, cell, ctx, store, cell.batch_id, on_step, None, final_save=False)
     land_cell(store, cell, result, trainer.task, save_params=save_params)
     return result
 
@@ -114,6 +114,45 @@ def run_cell(
 def land_outcome(store: RunStore, outcome: CellOutcome, *, save_params: bool) -> None:
     """Write one cell's outcome: trained (metrics, parameters, runs) or failed (runs only)."""
     land_payload(store, outcome_payload(outcome, save_params=save_params))
+
+
+@dataclass
+class MissingSeeds:
+    """What a store lacks of some cells: `todo` holds each incomplete cell with only its missing
+    seeds (under the id the store knows it by); `complete` the ids of cells with every seed."""
+
+    todo: list[Cell]
+    complete: list[str]
+
+
+def plan_missing(cells: Sequence[Cell], store: RunStore) -> MissingSeeds:
+    """Seeds on demand: for each cell, the seeds the store does not hold yet.
+
+    A cell's runs may sit in several batches (seeds added over time); a failed batch's seeds
+    count as missing, so they are trained again. A store written before seeds on demand named
+    each cell by its batch id (the setting and its seed list): such a batch is recognised by
+    recomputing that id, and new seeds join the cell under its old id (`Cell.stored_id`).
+    """
+    batches = store.batches()
+    held: dict[str, set[int]] = {}
+    for b in batches:
+        held.setdefault(b.cell_id, set())
+        if not b.failed:
+            held[b.cell_id].update(b.seeds)
+    legacy = [b for b in batches if b.batch_id == b.cell_id]  # one batch per cell, cell id = batch id
+    out = MissingSeeds([], [])
+    for cell in cells:
+        if cell.cell_id not in held:
+            old = next((b for b in legacy if replace(cell, seeds=b.seeds).batch_id == b.batch_id), None)
+            if old is not None:
+                cell = replace(cell, stored_id=old.cell_id)
+        have = held.get(cell.cell_id, set())
+        missing = tuple(s for s in cell.seeds if s not in have)
+        if not missing:
+            out.complete.append(cell.cell_id)
+        else:
+            out.todo.append(cell if len(missing) == len(cell.seeds) else replace(cell, seeds=missing))
+    return out
 
 
 def train_cells(
@@ -132,9 +171,9 @@ def train_cells(
     """
     progress = progress or Progress()
     executor = executor or LocalExecutor()
-    done = store.completed_cells() - store.failed_cells()
-    todo = [c for c in cells if c.cell_id not in done]
-    summary = RunSummary(skipped=[c.cell_id for c in cells if c.cell_id in done])
+    plan = plan_missing(cells, store)
+    todo = plan.todo
+    summary = RunSummary(skipped=plan.complete)
     units = plan_units(todo, pack=pack)
     progress.start(sum(u.total_steps for u in units))
     finished = 0

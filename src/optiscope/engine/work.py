@@ -38,10 +38,10 @@ class WorkUnit:
 
     @property
     def unit_id(self) -> str:
-        """Stable id of the unit (its checkpoints are stored under it)."""
+        """Stable id of the unit (its checkpoints are stored under it): a lone cell's batch id."""
         if len(self.cells) == 1:
-            return self.cells[0].cell_id
-        key = "+".join(c.cell_id for c in self.cells)
+            return self.cells[0].batch_id
+        key = "+".join(c.batch_id for c in self.cells)
         return "pack-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @property
@@ -247,7 +247,7 @@ def _train_one(cell: Cell, task: Any, ctx: UnitContext, checkpoints: Any, on_ste
     from optiscope.engine import runner
 
     trainer = runner.make_trainer(cell, ctx.device, unit_probe_runner(ctx), task=task)
-    result = run_trainer(trainer, cell, ctx, checkpoints, cell.cell_id, on_step, None, final_save=False)
+    result = run_trainer(trainer, cell, ctx, checkpoints, cell.batch_id, on_step, None, final_save=False)
     return CellOutcome(cell, result, trainer.task)
 
 

@@ -30,7 +30,7 @@ from optiscope.hypotheses.inference import TestOutcome, run_test
 from optiscope.hypotheses.power import equivalence_power, fisher_power, margin_as_delta, mann_whitney_power
 from optiscope.hypotheses.samples import Samples, hypothesis_samples
 from optiscope.hypotheses.spec import Hypothesis, parse_hypothesis_list
-from optiscope.report.data import StoreView
+from optiscope.report.data import StoreView, configured_seeds
 from optiscope.stats import Interval, holm
 from optiscope.store import RunStore
 
@@ -232,6 +232,19 @@ def store_hypotheses(store: RunStore, config_text: str | None = None, config: An
     return hypotheses_from_text(saved, f"{store.root / 'config.toml'}")
 
 
+def config_seeds(store: RunStore, config_text: str | None = None, config: Any = None) -> list[int] | None:
+    """The seeds the hypotheses are judged on: those of the config they come from (see
+    `store_hypotheses`), so a lowered `seeds` judges the subset it asks for."""
+    if config is None and config_text is not None and not isinstance(config_text, str):
+        config, config_text = config_text, None
+    if config is not None and hasattr(config, "experiment"):
+        return config.experiment.seed_list()
+    if isinstance(config, Path) or (isinstance(config, str) and "\n" not in config and Path(config).is_file()):
+        return configured_seeds(Path(config).read_text()) if Path(config).exists() else None
+    text = config if isinstance(config, str) else config_text
+    return configured_seeds(text if text is not None else store.config_text())
+
+
 def verify_store(store_path: str | Path, config_text: str | None = None, *, config: Any = None) -> list[Verdict]:
     """Evaluate the hypotheses of a store (its saved config unless `config_text` / `config` is given).
 
@@ -239,7 +252,7 @@ def verify_store(store_path: str | Path, config_text: str | None = None, *, conf
     """
     store = RunStore.open(store_path)
     hypotheses = store_hypotheses(store, config_text, config)
-    view = StoreView.load(store)
+    view = StoreView.load(store, seeds=config_seeds(store, config_text, config))
     if not view.cells:
         raise OptiscopeError(f"the store {store.root} has no completed cells: nothing to verify")
     return evaluate(view, hypotheses)

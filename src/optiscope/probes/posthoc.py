@@ -1,7 +1,7 @@
 """Probes on a store's saved final parameters, after training (`optiscope probe`).
 
-Parameters are read from the cell's safetensors file (never a pickle); the task is rebuilt from
-the `runs` table's task name and settings. Results can be written back, through `RunStore`, as
+Parameters are read from the cell's safetensors files (never a pickle), one per batch of seeds
+trained together; the task is rebuilt from the `runs` table's task name and settings. Results can be written back, through `RunStore`, as
 metrics at the cell's last step with their declarations, so the report shows them beside probes
 taken during training.
 """
@@ -36,6 +36,8 @@ class CellProbes:
     run_ids: list[str]
     status: list[str]
     values: dict[str, np.ndarray]
+    #: The batch each run landed in (its metrics file): probe values are written back there.
+    batch_ids: list[str] | None = None
 
 
 def stored_cells(store: RunStore) -> list[str]:
@@ -47,7 +49,8 @@ def resolve_cells(store: RunStore, requested: list[str] | None) -> list[str]:
     """Cell ids from full ids or unique prefixes; all cells with saved params when None."""
     cells = stored_cells(store)
     if not requested:
-        return [c for c in cells if store.params_path(c).exists()]
+        with_params = {b.cell_id for b in store.batches() if store.params_path(b.batch_id).exists()}
+        return [c for c in cells if c in with_params]
     out = []
     for r in requested:
         matches = [c for c in cells if c.startswith(r)]
@@ -62,35 +65,37 @@ def probe_cell(
     store: RunStore, cell_id: str, config: ProbeConfig, groups: tuple[str, ...] | None = None,
     device: str = "cpu",
 ) -> CellProbes:
-    """Probes of one cell's saved final parameters."""
+    """Probes of one cell's saved final parameters, batch by batch (each batch's file holds its
+    own members)."""
     runs = store.fetch(
-        "SELECT run_id, task, task_settings, label, seed, status, steps FROM runs "
-        "WHERE cell_id = ? ORDER BY member", [cell_id],
+        "SELECT run_id, batch_id, task, task_settings, label, seed, status, steps FROM runs "
+        "WHERE cell_id = ? AND status != 'failed' ORDER BY created_at, batch_id, member", [cell_id],
     )
     if not len(runs["run_id"]):
         raise OptiscopeError(f"cell {cell_id} is not in {store.root}")
     task_name = str(runs["task"][0])
     task = make_task(task_name, **json.loads(str(runs["task_settings"][0]))).to(device)
-    saved = store.load_params(cell_id)
     order = list(task.init_params(0))  # the task's own order (safetensors sorts by name)
-    params = {k: v.to(device) for k, v in saved.items() if not k.startswith("init.")}
-    init = {k[5:]: v.to(device) for k, v in saved.items() if k.startswith("init.")} or None
-    expected = set(order)
-    if set(params) != expected:
-        raise OptiscopeError(
-            f"cell {cell_id}: saved tensors {sorted(params)} do not match task '{task_name}' ({sorted(expected)})"
-        )
-    params = {k: params[k] for k in order}
-    seeds = torch.tensor([int(s) for s in runs["seed"]])
+    batch_ids = [str(b) for b in runs["batch_id"]]
     step = int(runs["steps"][0])
-    out = compute_probes(task, params, init, seeds, config, groups=groups, step=step)
+    parts: list[dict[str, np.ndarray]] = []
+    for batch_id in dict.fromkeys(batch_ids):
+        saved = store.load_params(batch_id)
+        params = {k: v.to(device) for k, v in saved.items() if not k.startswith("init.")}
+        init = {k[5:]: v.to(device) for k, v in saved.items() if k.startswith("init.")} or None
+        if set(params) != set(order):
+            raise OptiscopeError(
+                f"cell {cell_id}: saved tensors {sorted(params)} do not match task '{task_name}' ({sorted(order)})"
+            )
+        params = {k: params[k] for k in order}
+        seeds = torch.tensor([int(s) for s, b in zip(runs["seed"], batch_ids, strict=True) if b == batch_id])
+        out = compute_probes(task, params, init, seeds, config, groups=groups, step=step)
+        parts.append({k: v.double().cpu().numpy() for k, v in out.items()})
     status = [str(s) for s in runs["status"]]
     ok = np.array([s == "ok" for s in status])
-    values = {}
-    for k, v in out.items():
-        arr = v.double().cpu().numpy()
-        values[k] = np.where(ok, arr, np.nan)
-    return CellProbes(cell_id, str(runs["label"][0]), task_name, step, [str(r) for r in runs["run_id"]], status, values)
+    values = {k: np.where(ok, np.concatenate([p[k] for p in parts]), np.nan) for k in parts[0]}
+    return CellProbes(cell_id, str(runs["label"][0]), task_name, step, [str(r) for r in runs["run_id"]],
+                      status, values, batch_ids)
 
 
 def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
@@ -101,11 +106,20 @@ def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
     declared in the cell's `metric_info` (from the probe registry), so the report shows them
     as probes without importing anything.
     """
-    old = store.read_metrics(result.cell_id)
+    batch_of = dict(zip(result.run_ids, result.batch_ids or [result.cell_id] * len(result.run_ids), strict=True))
+    written = 0
+    for batch_id in dict.fromkeys(batch_of.values()):
+        written += _write_batch(store, result, batch_id, {r for r, b in batch_of.items() if b == batch_id})
+    return written
+
+
+def _write_batch(store: RunStore, result: CellProbes, batch_id: str, batch_runs: set[str]) -> int:
+    """Write one batch's share of `result` into that batch's metrics file."""
+    old = store.read_metrics(batch_id)
     run_ids, names, values = [], [], []
     for name, arr in result.values.items():
         for r, v in zip(result.run_ids, arr, strict=True):
-            if not np.isnan(v):  # finite, or an infinity (a diverged probe) kept as such
+            if r in batch_runs and not np.isnan(v):  # finite, or an infinity (a diverged probe) kept
                 run_ids.append(r)
                 names.append(name)
                 values.append(float(v))
@@ -118,16 +132,16 @@ def write_probe_metrics(store: RunStore, result: CellProbes) -> int:
         not (int(s) == result.step and (r, n) in replaced)
         for r, s, n in zip(old["run_id"].to_pylist(), old["step"].to_pylist(), old["name"].to_pylist(), strict=True)
     ]
-    store.write_metrics(result.cell_id, pa.concat_tables([old.cast(METRICS).filter(pa.array(keep, type=pa.bool_())), new]))
-    _declare(store, result.cell_id, sorted(set(names)))
+    store.write_metrics(batch_id, pa.concat_tables([old.cast(METRICS).filter(pa.array(keep, type=pa.bool_())), new]))
+    _declare(store, batch_id, result.cell_id, sorted(set(names)))
     return len(values)
 
 
-def _declare(store: RunStore, cell_id: str, names: list[str]) -> None:
-    """Add declarations of probe metrics `names` the cell's `metric_info` does not have yet.
+def _declare(store: RunStore, batch_id: str, cell_id: str, names: list[str]) -> None:
+    """Add declarations of probe metrics `names` the batch's `metric_info` does not have yet.
 
     A cell landed before declarations were stored is left as it is (the report infers)."""
-    info = store.read_metric_info(cell_id)
+    info = store.read_metric_info(batch_id)
     if not info.num_rows:
         return
     known = set(info.column("name").to_pylist())
@@ -139,4 +153,4 @@ def _declare(store: RunStore, cell_id: str, names: list[str]) -> None:
         rows.append({"cell_id": cell_id, "name": name, "goal": m.goal, "unit": m.unit,
                      "description": m.description, "headline": False, "source": "probe"})
     if rows:
-        store.write_metric_info(cell_id, info.to_pylist() + rows)
+        store.write_metric_info(batch_id, info.to_pylist() + rows)

@@ -14,6 +14,8 @@ A store written before the role column existed holds only ordinary cells.
 from __future__ import annotations
 
 import json
+import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,13 +78,19 @@ class StoreView:
         return bool(trained) and not any(c.cell_id in self.declarations for c in trained)
 
     @classmethod
-    def load(cls, store: RunStore) -> StoreView:
+    def load(cls, store: RunStore, seeds: Collection[int] | None = None) -> StoreView:
+        """Every cell of the store with all its runs, or with the runs of `seeds` only (an
+        experiment whose `seeds` was lowered analyses the subset it asks for; tuning trials,
+        which run on their own seeds, are never filtered)."""
         data = store.fetch(
             "SELECT * FROM runs ORDER BY created_at, cell_id, member"
         )  # every column: stores written before `func_evals` existed lack it
         view = cls(store, declarations=load_declarations(store))
         by_cell: dict[str, CellRuns] = {}
+        wanted = None if seeds is None else {int(s) for s in seeds}
         for i in range(len(data["cell_id"])):
+            if wanted is not None and int(data["seed"][i]) not in wanted and _role(data, i) != "trial":
+                continue
             cid = str(data["cell_id"][i])
             if cid not in by_cell:
                 settings = json.loads(str(data["task_settings"][i]))
@@ -147,7 +155,8 @@ class StoreView:
             if c.cell_id in self.declarations:
                 order.update(dict.fromkeys(self.declarations[c.cell_id]))
             else:
-                names = self.store.read_metrics(c.cell_id).column("name").to_pylist()
+                names = [n for b in self.store.batch_ids(c.cell_id)
+                         for n in self.store.read_metrics(b).column("name").to_pylist()]
                 order.update(dict.fromkeys(names))
         return list(order)
 
@@ -177,6 +186,8 @@ class StoreView:
                 "WHERE r.cell_id = ? ORDER BY m.name, m.step", [cell.cell_id]
             )
             row = {r: i for i, r in enumerate(cell.run_ids)}
+            mine = np.array([str(r) in row for r in d["run_id"]], dtype=bool)  # seeds asked for
+            d = {k: np.asarray(v)[mine] for k, v in d.items()}
             out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             names = np.asarray(d["name"], dtype=object)
             for name in dict.fromkeys(names.tolist()):
@@ -224,6 +235,24 @@ class StoreView:
         keep = np.array([s != "failed" for s in cell.status], dtype=bool)
         vals = np.where(np.isfinite(vals), vals, worst)
         return vals[keep]
+
+
+def configured_seeds(config_text: str | None) -> list[int] | None:
+    """The seeds an experiment file asks for (`[experiment] seeds`: a count or a list), or None
+    when there is no file or it does not say (then every stored run is analysed)."""
+    if not config_text:
+        return None
+    try:
+        seeds = tomllib.loads(config_text).get("experiment", {}).get("seeds")
+    except tomllib.TOMLDecodeError:
+        return None
+    if isinstance(seeds, bool):
+        return None
+    if isinstance(seeds, int):
+        return list(range(seeds))
+    if isinstance(seeds, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return list(seeds)
+    return None
 
 
 def _unique_labels(cells: list[CellRuns]) -> None:

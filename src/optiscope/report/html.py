@@ -22,7 +22,7 @@ from markupsafe import Markup
 from optiscope.formatting import format_number
 from optiscope.report import plots, tables
 from optiscope.report.budget import budget_line
-from optiscope.report.data import StoreView
+from optiscope.report.data import StoreView, configured_seeds
 from optiscope.report.metrics import LEGACY_NOTE
 from optiscope.report.runtime import profile_analysis, runtime_analysis
 from optiscope.report.selection import generalisation, tuning
@@ -242,7 +242,7 @@ LEADING_SECTIONS: list[SectionFn] = []
 
 def build_report(store: RunStore, out: str | Path, title: str | None = None) -> Path:
     """Write the HTML report for `store` to `out` and return its path."""
-    view = StoreView.load(store)
+    view = StoreView.load(store, seeds=configured_seeds(store.config_text()))
     sections: list[Section] = []
     if view.cells:
         sections.extend(s for fn in LEADING_SECTIONS if (s := fn(view)) is not None)

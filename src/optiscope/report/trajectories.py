@@ -51,7 +51,9 @@ def stored_trajectories(view: StoreView, cell: CellRuns, n_seeds: int = 4) -> Tr
 
 
 def stored_surface(view: StoreView, cell: CellRuns) -> Surface | None:
-    table = view.store.read_cell_table("surface", cell.cell_id)
+    # The first batch's surface: the trajectories drawn are its first seeds' (runs view order).
+    table = next((t for b in view.store.batch_ids(cell.cell_id)
+                  if (t := view.store.read_cell_table("surface", b)) is not None), None)
     if table is None:
         return None
     d = table.to_pydict()

@@ -3,13 +3,19 @@
 Layout::
 
     STORE/
-      config.toml               the experiment file as last run
-      metrics/<cell_id>.parquet  long metrics of the cell's runs
-      metric_info/<cell_id>.parquet  goal, unit, description and headline of each metric
-      params/<cell_id>.safetensors  final (and initial) ensemble parameters
-      runs/<cell_id>.parquet     the cell's run rows: written last, so its presence marks the
-                                 cell complete
-      checkpoints/<cell_id>.pt   in-flight state of a cell being trained (removed when done)
+      config.toml                 the experiment file as last run
+      metrics/<batch_id>.parquet  long metrics of the batch's runs
+      metric_info/<batch_id>.parquet  goal, unit, description and headline of each metric
+      params/<batch_id>.safetensors  final (and initial) ensemble parameters
+      runs/<batch_id>.parquet     the batch's run rows: written last, so its presence marks the
+                                  batch complete
+      checkpoints/<batch_id>.pt   in-flight state of a batch being trained (removed when done)
+
+A cell is a *setting* (task, optimizer, hyperparameters, budget, precision) and a run is a
+(setting, seed): `runs.cell_id` names the setting. A *batch* is the seeds of one cell trained
+together; raising an experiment's `seeds` later trains only the missing seeds, as a new batch
+of the same cell, and every query sees the cell's runs together. A store written before seeds
+on demand has one batch per cell, named by its cell id (the `runs` view fills in `batch_id`).
 
 Every file is written to a temporary name and renamed into place, so a crash leaves either the
 old state or the new one, never a torn file, and the store always reads back whole. A cell is
@@ -25,6 +31,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,16 @@ from optiscope.store.schema import METRIC_INFO, METRICS, RUNS
 
 #: Categorical metrics of stores written before `metric_info` declared goals.
 LEGACY_CATEGORICAL = frozenset({"basin"})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Seeds of one cell trained together, landed as one set of files named by `batch_id`."""
+
+    batch_id: str
+    cell_id: str
+    seeds: tuple[int, ...]
+    failed: bool
 
 
 class RunStore:
@@ -76,20 +93,48 @@ class RunStore:
         return store
 
     # -- writing ----------------------------------------------------------------------------
-    def is_complete(self, cell_id: str) -> bool:
-        return (self.root / "runs" / f"{cell_id}.parquet").exists()
+    def is_complete(self, batch_id: str) -> bool:
+        return (self.root / "runs" / f"{batch_id}.parquet").exists()
 
-    def completed_cells(self) -> set[str]:
+    def completed_batches(self) -> set[str]:
+        """The batches landed (each one's runs file exists): their `batch_id`s."""
         return {p.stem for p in (self.root / "runs").glob("*.parquet")}
 
+    def completed_cells(self) -> set[str]:
+        """The cells with at least one landed batch: their `cell_id`s."""
+        return {b.cell_id for b in self.batches()}
+
     def failed_cells(self) -> set[str]:
-        """Cells recorded as failed (an exception in training); a rerun tries them again."""
-        if not self.completed_cells():
-            return set()
+        """Cells with a batch recorded as failed (an exception in training); a rerun trains
+        that batch's seeds again."""
+        return {b.cell_id for b in self.batches() if b.failed}
+
+    def batches(self) -> list[Batch]:
+        """Every landed batch: its cell (setting), seeds and whether training raised."""
+        if not self.completed_batches():
+            return []
         rows = self.connect().execute(
-            "SELECT DISTINCT cell_id FROM runs WHERE status = 'failed'"
+            "SELECT batch_id, any_value(cell_id), list(seed ORDER BY member), bool_or(status = 'failed') "
+            "FROM runs GROUP BY batch_id ORDER BY batch_id"
         ).fetchall()
-        return {r[0] for r in rows}
+        return [Batch(b, c, tuple(int(s) for s in seeds), bool(f)) for b, c, seeds, f in rows]
+
+    def batch_ids(self, cell_id: str) -> list[str]:
+        """The batches of one cell (setting), oldest first."""
+        if not self.completed_batches():
+            return []
+        rows = self.connect().execute(
+            "SELECT batch_id FROM runs WHERE cell_id = ? GROUP BY batch_id ORDER BY min(created_at), batch_id",
+            [cell_id],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def discard_batch(self, batch_id: str) -> None:
+        """Remove a failed batch whose seeds were trained again in another batch of its cell:
+        its runs file first (the batch stops counting), then whatever else it left."""
+        (self.root / "runs" / f"{batch_id}.parquet").unlink(missing_ok=True)
+        for folder, suffix in (("metrics", ".parquet"), ("metric_info", ".parquet"), ("params", ".safetensors")):
+            (self.root / folder / f"{batch_id}{suffix}").unlink(missing_ok=True)
 
     def save_config(self, text: str) -> None:
         _atomic_write_bytes(self.root / "config.toml", text.encode())
@@ -195,10 +240,12 @@ class RunStore:
         root = self.root.resolve()
         runs_glob = str(root / "runs" / "*.parquet")
         if any((self.root / "runs").glob("*.parquet")):
-            con.execute(
-                f"CREATE VIEW runs AS SELECT * FROM read_parquet('{_q(runs_glob)}', union_by_name = true)"
-            )
-            metric_files = [str(root / "metrics" / f"{c}.parquet") for c in sorted(self.completed_cells())]
+            source = f"read_parquet('{_q(runs_glob)}', union_by_name = true)"
+            columns = {d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description}
+            batch = ("* REPLACE (coalesce(batch_id, cell_id) AS batch_id)" if "batch_id" in columns
+                     else "*, cell_id AS batch_id")  # written before seeds on demand: a batch per cell
+            con.execute(f"CREATE VIEW runs AS SELECT {batch} FROM {source}")
+            metric_files = [str(root / "metrics" / f"{c}.parquet") for c in sorted(self.completed_batches())]
             files = ", ".join(f"'{_q(f)}'" for f in metric_files if Path(f).exists())
             if files:
                 con.execute(f"CREATE VIEW metrics AS SELECT * FROM read_parquet([{files}])")
@@ -208,7 +255,7 @@ class RunStore:
             _empty_view(con, "runs", RUNS)
             _empty_view(con, "metrics", METRICS)
         info_files = [
-            f for c in sorted(self.completed_cells())
+            f for c in sorted(self.completed_batches())
             if (f := root / "metric_info" / f"{c}.parquet").exists()
         ]
         if info_files:  # stores written before metric_info existed have none
@@ -265,30 +312,36 @@ class RunStore:
         seed. Diverged members are included as stored (check `runs.status`). "init" is empty for
         a file saved without initial values.
         """
-        rows = self.fetch("SELECT seed, member FROM runs WHERE cell_id = ? ORDER BY member", [cell_id])
+        rows = self.fetch(
+            "SELECT batch_id, seed, member FROM runs WHERE cell_id = ? AND status != 'failed' "
+            "ORDER BY created_at, batch_id, member", [cell_id])
         if not len(rows["seed"]):
-            known = sorted(self.completed_cells())
+            known = sorted({b.cell_id for b in self.batches()})
             raise OptiscopeError(
                 f"cell '{cell_id}' is not in the store {self.root}; cells: {', '.join(known) or 'none'}"
             )
-        if not self.params_path(cell_id).exists():
-            raise OptiscopeError(
-                f"cell '{cell_id}' has no saved parameters in {self.root}: run its experiment with "
-                "save_params = true in [experiment] (the default) to keep them"
-            )
-        saved = self.load_params(cell_id)
-        n_members = int(max(rows["member"])) + 1
-        for name, t in saved.items():
-            if t.ndim == 0 or t.shape[0] < n_members:
-                raise OptiscopeError(
-                    f"cell '{cell_id}': saved tensor '{name}' has shape {tuple(t.shape)}, not one row "
-                    f"per member ({n_members} members)"
-                )
         out: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
-        for seed, member in zip(rows["seed"].tolist(), rows["member"].tolist(), strict=True):
-            final = {k: v[member] for k, v in saved.items() if not k.startswith("init.")}
-            init = {k.removeprefix("init."): v[member] for k, v in saved.items() if k.startswith("init.")}
-            out[int(seed)] = {"final": final, "init": init}
+        batch_ids = [str(b) for b in rows["batch_id"].tolist()]
+        for batch_id in dict.fromkeys(batch_ids):  # each batch's file holds its own members
+            if not self.params_path(batch_id).exists():
+                raise OptiscopeError(
+                    f"cell '{cell_id}' has no saved parameters in {self.root}: run its experiment with "
+                    "save_params = true in [experiment] (the default) to keep them"
+                )
+            saved = self.load_params(batch_id)
+            mine = [i for i, b in enumerate(batch_ids) if b == batch_id]
+            n_members = int(max(rows["member"][mine])) + 1
+            for name, t in saved.items():
+                if t.ndim == 0 or t.shape[0] < n_members:
+                    raise OptiscopeError(
+                        f"cell '{cell_id}': saved tensor '{name}' has shape {tuple(t.shape)}, not one row "
+                        f"per member ({n_members} members)"
+                    )
+            for i in mine:
+                member = int(rows["member"][i])
+                final = {k: v[member] for k, v in saved.items() if not k.startswith("init.")}
+                init = {k.removeprefix("init."): v[member] for k, v in saved.items() if k.startswith("init.")}
+                out[int(rows["seed"][i])] = {"final": final, "init": init}
         return out
 
     def categorical_metrics(self) -> set[str]:

@@ -8,7 +8,7 @@ import pyarrow as pa
 RUNS = pa.schema(
     [
         ("run_id", pa.string()),  # f"{cell_id}-s{seed}"
-        ("cell_id", pa.string()),  # hash of everything that changes the result
+        ("cell_id", pa.string()),  # the setting: hash of everything but the seed that changes the result
         ("experiment", pa.string()),
         ("task", pa.string()),
         ("task_settings", pa.string()),  # JSON
@@ -32,6 +32,10 @@ RUNS = pa.schema(
         ("role", pa.string()),  # cell | trial (a tuning trial) | final (a tuned or default re-run)
         ("precision", pa.string()),  # fp32 | tf32 | bf16: the matmul precision it trained with
         ("chunk_size", pa.int64()),  # members trained at once when memory split the ensemble
+        # The seeds of a cell trained together, and the key of the files they landed in
+        # (runs/<batch_id>.parquet, ...). Null in stores written before seeds on demand, where
+        # each cell was one batch named by its cell_id: the `runs` view fills it in.
+        ("batch_id", pa.string()),
     ]
 )
 

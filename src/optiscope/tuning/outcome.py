@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from optiscope.store import RunStore
@@ -32,15 +33,17 @@ def worst(goal: str) -> float:
 
 def trial_outcome(store: RunStore, cell_id: str, metric: str, goal: str) -> TrialOutcome:
     """The trial value of landed cell `cell_id` (see the module docstring)."""
-    runs = store.read_cell_table("runs", cell_id)
-    if runs is None or runs.num_rows == 0:
+    batches = store.batch_ids(cell_id)
+    tables = [t for b in batches if (t := store.read_cell_table("runs", b)) is not None]
+    if not tables or not sum(t.num_rows for t in tables):
         return TrialOutcome(worst(goal), "failed")
+    runs = pa.concat_tables(tables, promote_options="default")
     status = runs.column("status").to_pylist()
     if "failed" in status:
         return TrialOutcome(worst(goal), "failed")
     if "diverged" in status:
         return TrialOutcome(worst(goal), "diverged")
-    table = store.read_metrics(cell_id)
+    table = pa.concat_tables([store.read_metrics(b) for b in batches], promote_options="default")
     table = table.filter(pc.equal(table.column("name"), metric))
     run_ids = table.column("run_id").to_numpy(zero_copy_only=False)
     steps = table.column("step").to_numpy()
