@@ -86,7 +86,7 @@ class Verdict:
 
     def guards_text(self) -> str:
         """Every guard with its measured values, one clause per condition and side."""
-        return "; ".join(f"{c.name} {'met' if c.met else 'NOT MET'}: {c.describe()}" for c in self.guards)
+        return "; ".join(f"{c.name} ({'met' if c.met else 'NOT MET'}): {c.describe()}" for c in self.guards)
 
     @property
     def holds(self) -> bool:
