@@ -298,3 +298,24 @@ def test_a_trained_store_the_slow_side_fails_to_train(tmp_path, bound):
     else:
         assert v.verdict == "invalid" and not slow.met and slow.measured > 10
         assert "trained not met" in v.reason and "b 'slow': median" in v.reason
+
+
+@pytest.mark.slow
+def test_the_shipped_forgetting_study_shortened_is_invalid_by_plasticity(tmp_path):
+    """The Shampoo forgetting study (studies/pascanu_forgetting_shampoo), trained for real at its
+    own settings but 3 tasks and 4 seeds (about 50 s on a CPU): Shampoo at its default step does
+    not learn tasks 1 and 2 (median worst-task best accuracy measured 0.08; Adam 0.99), so
+    "Shampoo forgets less" is invalid (plasticity), not "holds"."""
+    from pathlib import Path
+
+    study = Path(__file__).resolve().parents[2] / "studies" / "pascanu_forgetting_shampoo" / "study.toml"
+    text = (study.read_text().replace("seeds = 8", "seeds = 4").replace("steps = 500", "steps = 300")
+            .replace("steps_per_stage = 100", "steps_per_stage = 100\nn_tasks = 3"))
+    store = RunStore.create(tmp_path / "store")
+    run_experiment(parse_config(tomllib.loads(text)), store, config_text=text)
+    (v,) = verify_store(store.root)
+    assert v.verdict == "invalid" and v.guards_failed() == "plasticity", v.reason
+    shampoo, adam = v.guards
+    assert not shampoo.met and shampoo.measured < 0.3
+    assert adam.met and adam.measured > 0.9
+    assert v.effect.estimate < 0  # by forgetting alone Shampoo "forgets less"
