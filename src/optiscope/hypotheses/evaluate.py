@@ -81,7 +81,7 @@ class Verdict:
         return unmet(self.guards)
 
     def guards_failed(self) -> str:
-        """The unmet guards' names ("plasticity; requires[1]"), each once; "" if all are met."""
+        """The unmet guards' names, each once ("plasticity; b: at most 2 diverged seeds"), or ""."""
         return "; ".join(dict.fromkeys(c.name for c in self.unmet_guards))
 
     def guards_text(self) -> str:
