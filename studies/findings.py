@@ -1,5 +1,11 @@
 """The findings table: studies/FINDINGS.md and the README's "Findings" section, from each study's
 runs/finding.json (written by run_all.py). A study not yet run shows as "not run".
+
+A study's verdict is stated part by part, never as one word that hides a part (`study_verdict`):
+"2 hold, 1 invalid (plasticity), 1 inconclusive at 8 seeds, power 0.6"; an analysis that gives
+no verdict of its own says so ("analysis gave no verdict"), so such a study is never counted as
+holding (`study_holds`). The line is recomputed from the stored parts whenever the tables are
+written, so `run_all.py --tables-only` applies the current rule to stores already run.
 """
 
 from __future__ import annotations
@@ -7,10 +13,88 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from catalog import STUDIES
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
+#: The order the parts of a study's line are stated in.
+PART_ORDER = ("holds", "fails", "invalid", "inconclusive")
+_PLURAL = {"holds": "hold", "fails": "fail"}
+
+
+def _num(x: Any) -> str:
+    try:
+        return f"{float(x):.3g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _seeds(h: dict) -> str:
+    n_a, n_b = h.get("n_a"), h.get("n_b")
+    return f"{n_a} seeds" if n_a == n_b else f"{n_a} and {n_b} seeds"
+
+
+def _group(verdict: str, parts: list[dict]) -> str:
+    k = len(parts)
+    word = _PLURAL.get(verdict, verdict) if k > 1 else verdict
+    if verdict == "invalid":
+        guards = dict.fromkeys(g for h in parts for g in str(h.get("guards_failed") or "guard").split("; "))
+        return f"{k} invalid ({'; '.join(guards)})"
+    if verdict == "inconclusive":
+        details = list(dict.fromkeys(f"at {_seeds(h)}, power {float(h.get('power', 0.0)):.2g}" for h in parts))
+        return f"{k} inconclusive " + (details[0] if len(details) == 1 else f"({'; '.join(details)})")
+    return f"{k} {word}"
+
+
+def study_verdict(hypotheses: list[dict], analysis: dict | None = None, verify_error: str | None = None) -> str:
+    """The study's line, every part stated: the hypotheses' verdicts counted in PART_ORDER (any
+    other verdict after them), then the analysis' verdict, or that it gave none."""
+    by_verdict: dict[str, list[dict]] = {}
+    for h in hypotheses:
+        by_verdict.setdefault(str(h.get("verdict")), []).append(h)
+    order = [v for v in PART_ORDER if v in by_verdict] + [v for v in by_verdict if v not in PART_ORDER]
+    parts = [", ".join(_group(v, by_verdict[v]) for v in order)] if order else []
+    if verify_error:
+        parts.append("verify failed")
+    if analysis is not None:
+        parts.append(f"analysis: {analysis['verdict']}" if analysis.get("verdict") else "analysis gave no verdict")
+    return "; ".join(parts) or "error: no verdict"
+
+
+def study_holds(hypotheses: list[dict], analysis: dict | None = None, verify_error: str | None = None) -> bool:
+    """True only when there is a verdict, every part holds, and an analysis (if any) gave one."""
+    if verify_error or (analysis is not None and analysis.get("verdict") != "holds"):
+        return False
+    verdicts = [h.get("verdict") for h in hypotheses] + ([analysis["verdict"]] if analysis is not None else [])
+    return bool(verdicts) and all(v == "holds" for v in verdicts)
+
+
+def hypothesis_figure(h: dict) -> str:
+    """One hypothesis in a few numbers; an invalid one with its unmet guards' measured values."""
+    if h.get("verdict") == "invalid":
+        unmet = [g for g in str(h.get("guards") or "").split("; ") if "(NOT MET)" in g]
+        return f"{h['hypothesis']}: invalid, " + ("; ".join(unmet) or str(h.get("reason", "")))
+    return (f"{h['hypothesis']}: {h['verdict']}, {h['effect_measure']} {_num(h['effect'])} "
+            f"[{_num(h['effect_low'])}, {_num(h['effect_high'])}], p_holm {_num(h['p_holm'])}")
+
+
+def key_figure(hypotheses: list[dict], analysis: dict | None) -> str:
+    """Every hypothesis' figure, then the analysis' (nothing is left out for the analysis)."""
+    figures = [hypothesis_figure(h) for h in hypotheses]
+    if analysis is not None and analysis.get("key_figure"):
+        figures.append(f"analysis: {analysis['key_figure']}")
+    return "; ".join(figures)
+
+
+def summarise(finding: dict) -> dict:
+    """`finding` with its verdict line, holds flag and key figure (re)computed from its parts;
+    a study that did not get as far as verifying (training failed) is left as it is."""
+    if "hypotheses" not in finding:
+        return finding
+    parts = (finding["hypotheses"], finding.get("analysis"), finding.get("verify_error"))
+    return finding | {"verdict": study_verdict(*parts), "holds": study_holds(*parts),
+                      "key_figure": key_figure(finding["hypotheses"], finding.get("analysis"))}
 
 
 def _cell(text: str) -> str:
@@ -22,7 +106,7 @@ def load_findings(studies_dir: Path) -> list[dict]:
     for study in STUDIES:
         path = studies_dir / study.folder / "runs" / "finding.json"
         if path.exists():
-            out.append(json.loads(path.read_text()))
+            out.append(summarise(json.loads(path.read_text())))
         else:
             out.append({"folder": study.folder, "claim": study.claim, "source": study.source,
                         "verdict": "not run", "key_figure": "-"})
@@ -52,9 +136,10 @@ def details(findings: list[dict]) -> str:
                          f"{float(h['p']):.3g}, Holm p = {float(h['p_holm']):.3g}; "
                          f"{h['effect_measure']} {float(h['effect']):.3g} "
                          f"[{float(h['effect_low']):.3g}, {float(h['effect_high']):.3g}]; "
-                         f"power {float(h['power']):.2f}; n = {h['n_a']}/{h['n_b']}; {h['reason']}")
+                         f"power {float(h['power']):.2f}; n = {h['n_a']}/{h['n_b']}; {h['reason']}"
+                         + (f"; guards: {h['guards']}" if h.get("guards") else ""))
         if "analysis" in f:
-            parts.append(f"- analysis: {f['analysis']['key_figure']}")
+            parts.append(f"- analysis: {f['analysis'].get('key_figure', 'no figure')}")
         parts.append("")
     return "\n".join(parts)
 

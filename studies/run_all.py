@@ -1,5 +1,6 @@
 """Run every study (or some): train, write the report, verify the hypotheses, run the study's
 own analysis, and record the finding; then rewrite studies/FINDINGS.md and the README table.
+The study's verdict states every part (findings.study_verdict): "2 hold, 1 invalid (plasticity)".
 
     python studies/run_all.py                      # all studies, fresh stores
     python studies/run_all.py --only jiang_rmed_linear_net --keep   # one study, resume its store
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from catalog import STUDIES, Study  # noqa: E402
-from findings import write_tables  # noqa: E402
+from findings import summarise, write_tables  # noqa: E402
 
 OPTISCOPE = [sys.executable, "-m", "optiscope.cli"]
 
@@ -74,41 +75,6 @@ def load_analysis(study_dir: Path) -> Any | None:
     return module
 
 
-def overall(hypotheses: list[dict], analysis: dict | None) -> str:
-    """The study's verdict: its analysis' where it has one, else the hypotheses' together."""
-    if analysis is not None and analysis.get("verdict"):
-        return analysis["verdict"]
-    verdicts = [h["verdict"] for h in hypotheses]
-    if not verdicts:
-        return "error"
-    if len(set(verdicts)) == 1:
-        return verdicts[0]
-    if "holds" not in verdicts:
-        return "fails" if "fails" in verdicts else "inconclusive"
-    return f"mixed ({verdicts.count('holds')}/{len(verdicts)} hold)"
-
-
-def key_figure(hypotheses: list[dict], analysis: dict | None) -> str:
-    """The analysis' figure where it gives the verdict; else every hypothesis' (and the
-    analysis' figure after them, where it only adds one)."""
-    figures = [hypothesis_figure(h) for h in hypotheses]
-    if analysis is not None:
-        figures = [analysis["key_figure"]] if analysis.get("verdict") else [*figures, analysis["key_figure"]]
-    return "; ".join(figures)
-
-
-def hypothesis_figure(h: dict) -> str:
-    return (f"{h['hypothesis']}: {h['verdict']}, {h['effect_measure']} {_num(h['effect'])} "
-            f"[{_num(h['effect_low'])}, {_num(h['effect_high'])}], p_holm {_num(h['p_holm'])}")
-
-
-def _num(x: Any) -> str:
-    try:
-        return f"{float(x):.3g}"
-    except (TypeError, ValueError):
-        return str(x)
-
-
 def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None) -> dict:
     study_dir = HERE / study.folder
     store = study_dir / "runs"
@@ -141,11 +107,10 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None)
     module = load_analysis(study_dir)
     if module is not None:
         start = time.perf_counter()
-        analysis = module.analyse(store)
+        analysis = module.analyse(store) or {"verdict": None}  # None: no verdict, never "holds"
         finding["analysis_wall_s"] = round(time.perf_counter() - start, 1)
         finding["analysis"] = analysis
-    finding["verdict"] = overall(hypotheses, analysis)
-    finding["key_figure"] = key_figure(hypotheses, analysis)
+    finding.update(summarise(finding))  # the verdict stated part by part (findings.study_verdict)
     print(f"[{study.folder}] verdict: {finding['verdict']}", flush=True)
     return _save(store, finding)
 

@@ -365,13 +365,14 @@ def verify(
     config: Annotated[Path | None, typer.Option(help="TOML file with hypotheses tables (default: the store's saved config)")] = None,
     output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
-    """Test every claim of the experiment's hypotheses tables on the stored runs: holds, fails or
-    inconclusive.
+    """Test every claim of the experiment's hypotheses tables on the stored runs: holds, fails,
+    inconclusive or invalid.
 
     One line per hypothesis: verdict, test statistic, p-value Holm-adjusted across all the
-    hypotheses, effect size with its bootstrap interval, and the test's power at min_effect.
-    Exit status: 0 every hypothesis holds; 1 some fail or are inconclusive (too few seeds to
-    tell); 2 bad input (no hypotheses, an unknown cell or metric).
+    hypotheses, effect size with its bootstrap interval, the test's power at min_effect, and its
+    guards (requires, plasticity) with the values measured. Exit status: 0 every hypothesis
+    holds; 1 some fail, are inconclusive (too few seeds to tell) or invalid (a guard not met);
+    2 bad input (no hypotheses, an unknown cell or metric).
     """
     from rich.text import Text
 
@@ -390,7 +391,8 @@ def verify(
         return
     rows = verdict_rows(verdicts)
     if fmt == "table":  # plain text cells (names may hold brackets), numbers formatted, verdicts coloured
-        colour = {"holds": "bold green", "fails": "bold red", "inconclusive": "bold yellow"}
+        colour = {"holds": "bold green", "fails": "bold red", "inconclusive": "bold yellow",
+                  "invalid": "bold magenta"}
         rows = [[r[0], Text(r[1], style=colour[r[1]]), *r[2:]] for r in rows]
         write_rows(VERDICT_COLUMNS, rows, fmt, title="hypotheses", text=lambda v: v if isinstance(v, Text)
                    else Text(format_number(v) if isinstance(v, float) else cell_text(v)))

@@ -89,3 +89,35 @@ def test_exit_2_without_a_store_or_a_saved_config(planted, tmp_path):
     r = verify(str(planted.root))
     assert r.exit_code == 2 and "no saved config" in r.output
     assert verify(str(planted.root), "--config", str(tmp_path / "missing.toml")).exit_code == 2
+
+
+GUARDED = HOLDS + """requires = [
+  { side = "b", metric = "loss", op = "<", value = 1, name = "control-trained" },
+  { side = "both", max_diverged = 0 },
+]
+"""
+
+
+def test_exit_1_when_a_guard_is_not_met_and_every_format_says_why(planted):
+    """The claim holds by the test, but control's loss ends near 5: the comparison is invalid."""
+    planted.save_config(GUARDED)
+    r = verify(str(planted.root), "--format", "json")
+    assert r.exit_code == 1, r.output
+    (row,) = json.loads(r.output)
+    assert row["verdict"] == "invalid" and row["guards_failed"] == "control-trained"
+    assert "control-trained not met (b: final loss < 1 (median over seeds))" in row["reason"]
+    assert "b 'control': median 5.45 (range 5 to 5.9), 10 of 10 seeds failing" in row["reason"] and "Without the guards: holds" in row["reason"]
+    assert "control-trained (NOT MET): b 'control'" in row["guards"]
+    assert "both: at most 0 diverged seeds (met): a 'treated': 0 of 10 seeds diverged" in row["guards"]
+    table = " ".join(verify(str(planted.root), "--format", "table").output.split())
+    assert "invalid" in table and "control-trained" in table
+    planted.save_config(GUARDED.replace("value = 1,", "value = 6,"))
+    assert verify(str(planted.root)).exit_code == 0
+
+
+def test_exit_2_for_a_bad_condition(planted, tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(GUARDED.replace('op = "<"', 'op = "=<"'))
+    r = verify(str(planted.root), "--config", str(path))
+    assert r.exit_code == 2
+    assert "requires.0.op: Input should be '<', '<=', '>' or '>='" in " ".join(r.output.split())

@@ -57,3 +57,14 @@ def test_a_hypothesis_that_cannot_be_evaluated_is_shown_with_the_reason(handmade
     page = build_report(handmade, tmp_path / "r.html").read_text()
     assert titles(page)[0] == "Hypotheses: verdicts"
     assert "could not be evaluated" in page and "unknown metric &#39;f_gp&#39;" in page
+
+
+def test_an_invalid_verdict_shows_the_unmet_guard_and_its_values(handmade, tmp_path):
+    two_cells(handmade)
+    handmade.save_config("[experiment]\nname = 'x'\n" + CLAIMS
+                         + 'requires = [{ side = "b", metric = "f_gap", op = "<", value = 0.5, name = "slow-trained" }]\n')
+    page = build_report(handmade, tmp_path / "r.html").read_text()
+    section = page.split("<h2>Hypotheses: verdicts</h2>")[1].split("<h2>")[0]
+    assert "<b>0</b> of 1 hypotheses hold; 0 fail; 0 inconclusive; 1 invalid." in section
+    assert "<b>invalid</b>" in section and "<th>guards</th>" in section
+    assert "<b>slow-trained (NOT MET): b &#39;slow&#39;: median 1.04 (range 1 to 1.07), 8 of 8 seeds failing" in section

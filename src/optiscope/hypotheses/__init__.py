@@ -22,8 +22,16 @@ A hypothesis compares one statistic of two cells' runs::
     power = 0.8                   # the power asked before a non-holding claim is called "fails"
     permutations = 9999           # permutation test resamples
     seed = 0                      # permutation and bootstrap seed
+    requires = [                  # guards: conditions for the verdict to count (else "invalid")
+      { side = "both", metric = "acc_task*", statistic = "max", reduce = "min", op = ">=", value = 0.9 },
+      { side = "b", metric = "loss", op = "<", value = 0.5, all_seeds = true, name = "b-trains" },
+      { side = "both", max_diverged = 2 },
+    ]
+    plasticity = 0.5              # forgetting only: the default guard's floor; false switches it off
 
 A field that does nothing for the claim (say `step` beside statistic = "final") is refused.
+Guards (`requires`, and the plasticity guard every forgetting hypothesis has by default) are
+checked in `guards`; one not met makes the verdict "invalid", with the values measured.
 
 Per-run statistics (`metrics`): the final value, the value at a step, the minimum or maximum,
 the area under the curve (trapezoid over logged steps), the first step reaching a target (never:

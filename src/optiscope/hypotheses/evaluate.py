@@ -11,21 +11,28 @@ A hypothesis
   to show it at a true difference of 0) with the runs it has (see `optiscope.hypotheses.power`);
 - is **inconclusive** otherwise: not enough seeds to tell; the verdict says how much power there
   was. A test that could not run (say, a permutation test over diverged runs) is inconclusive
-  too, with its reason.
+  too, with its reason;
+- is **invalid**, whatever the test says, when one of its guards is not met (`requires`, and
+  the plasticity guard of forgetting hypotheses: see `guards`); the reason names each unmet
+  condition with the values measured, and then what the test alone would have said. Its test
+  still runs and stays in the Holm family (the conservative choice: a claim that turns out
+  invalid does not lend its alpha to the others).
 
-`optiscope verify` exits 0 only when every hypothesis holds; inconclusive counts as not holding.
+`optiscope verify` exits 0 only when every hypothesis holds; inconclusive and invalid count as
+not holding.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optiscope.errors import OptiscopeError
+from optiscope.hypotheses.guards import GuardCheck, check_guards, unmet
 from optiscope.hypotheses.inference import TestOutcome, run_test
 from optiscope.hypotheses.power import equivalence_power, fisher_power, margin_as_delta, mann_whitney_power
 from optiscope.hypotheses.samples import Samples, hypothesis_samples
@@ -34,7 +41,7 @@ from optiscope.report.data import StoreView, configured_seeds
 from optiscope.stats import Interval, holm
 from optiscope.store import RunStore
 
-VERDICTS = ("holds", "fails", "inconclusive")
+VERDICTS = ("holds", "fails", "inconclusive", "invalid")
 NAN = float("nan")
 
 
@@ -43,7 +50,7 @@ class Verdict:
     """One hypothesis' outcome, with the numbers behind it (scipy-style result object)."""
 
     hypothesis: Hypothesis
-    verdict: str  # holds | fails | inconclusive
+    verdict: str  # holds | fails | inconclusive | invalid
     reason: str
     test: str
     statistic: float
@@ -63,10 +70,23 @@ class Verdict:
     median_a: float
     median_b: float
     note: str = ""
+    guards: tuple[GuardCheck, ...] = ()  # every guard checked, met or not
 
     @property
     def name(self) -> str:
         return self.hypothesis.name
+
+    @property
+    def unmet_guards(self) -> tuple[GuardCheck, ...]:
+        return unmet(self.guards)
+
+    def guards_failed(self) -> str:
+        """The unmet guards' names, each once ("plasticity; b: at most 2 diverged seeds"), or ""."""
+        return "; ".join(dict.fromkeys(c.name for c in self.unmet_guards))
+
+    def guards_text(self) -> str:
+        """Every guard with its measured values, one clause per condition and side."""
+        return "; ".join(f"{c.name} ({'met' if c.met else 'NOT MET'}): {c.describe()}" for c in self.guards)
 
     @property
     def holds(self) -> bool:
@@ -139,6 +159,7 @@ def evaluate(view: StoreView, hypotheses: list[Hypothesis]) -> list[Verdict]:
     Raises OptiscopeError for bad input (a cell or metric the store does not have).
     """
     samples = [hypothesis_samples(view, h) for h in hypotheses]
+    guards = [check_guards(view, h, s.cell_a, s.cell_b) for h, s in zip(hypotheses, samples, strict=True)]
     outcomes: list[TestOutcome | None] = []
     for h, s in zip(hypotheses, samples, strict=True):
         outcomes.append(run_test(h, s.a, s.b) if s.a.size and s.b.size else None)
@@ -146,9 +167,23 @@ def evaluate(view: StoreView, hypotheses: list[Hypothesis]) -> list[Verdict]:
     adjusted = holm(raw) if raw.size else raw
     m = int(np.isfinite(raw).sum())
     verdicts = []
-    for h, s, o, p_adj in zip(hypotheses, samples, outcomes, adjusted, strict=True):
-        verdicts.append(_verdict(h, s, o, float(p_adj), m))
+    for h, s, o, p_adj, g in zip(hypotheses, samples, outcomes, adjusted, guards, strict=True):
+        verdicts.append(guarded(_verdict(h, s, o, float(p_adj), m), g))
     return verdicts
+
+
+def guarded(v: Verdict, checks: tuple[GuardCheck, ...]) -> Verdict:
+    """`v` with its guards attached; "invalid" when one is not met (module docstring)."""
+    failed = unmet(checks)
+    if not failed:
+        return replace(v, guards=checks)
+    by_req: dict[str, list[GuardCheck]] = {}
+    for c in failed:
+        by_req.setdefault(c.name, []).append(c)
+    parts = [f"{name} not met ({cs[0].requirement.describe()}): " + "; ".join(c.describe() for c in cs)
+             for name, cs in by_req.items()]
+    reason = f"invalid: {' | '.join(parts)}. Without the guards: {v.verdict} ({v.reason})"
+    return replace(v, verdict="invalid", reason=reason, guards=checks)
 
 
 def _verdict(h: Hypothesis, s: Samples, o: TestOutcome | None, p_adj: float, m: int) -> Verdict:
@@ -180,6 +215,7 @@ def _verdict(h: Hypothesis, s: Samples, o: TestOutcome | None, p_adj: float, m: 
 VERDICT_COLUMNS = [
     "hypothesis", "verdict", "claim", "test", "statistic", "p", "p_holm", "effect_measure",
     "effect", "effect_low", "effect_high", "power", "n_a", "n_b", "reason", "task", "note",
+    "guards_failed", "guards",
 ]
 
 
@@ -188,7 +224,7 @@ def verdict_rows(verdicts: list[Verdict]) -> list[list[Any]]:
     return [
         [v.name, v.verdict, v.hypothesis.describe(), v.test, v.statistic, v.pvalue, v.pvalue_adjusted,
          v.effect_measure, v.effect.estimate, v.effect.low, v.effect.high, v.power, v.n_a, v.n_b,
-         v.reason, v.task, v.note]
+         v.reason, v.task, v.note, v.guards_failed(), v.guards_text()]
         for v in verdicts
     ]
 

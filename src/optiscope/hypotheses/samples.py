@@ -66,7 +66,7 @@ def metric_names(view: StoreView, h: Hypothesis, a: CellRuns, b: CellRuns) -> li
     return [name]
 
 
-def _curves(view: StoreView, cell: CellRuns, name: str) -> metrics.Curves:
+def cell_curves(view: StoreView, cell: CellRuns, name: str) -> metrics.Curves:
     steps, values = view.curves(cell, name)
     return metrics.Curves(np.asarray(steps), np.asarray(values, dtype=float), cell.status, cell.diverged_step)
 
@@ -75,25 +75,33 @@ def run_values(view: StoreView, h: Hypothesis, cell: CellRuns, names: list[str])
     """One value per (non-failed) run of `cell`: the hypothesis' statistic of its curves."""
     goal = view.decl(cell.task_key, names[0]).goal or "min"
     if h.statistic == "forgetting":
-        return metrics.forgetting([_curves(view, cell, n) for n in names])
-    c = (_curves(view, cell, names[0]) if len(names) == 1
-         else metrics.reduce_curves({n: _curves(view, cell, n) for n in names}, h.reduce))
-    if h.statistic == "final":
+        return metrics.forgetting([cell_curves(view, cell, n) for n in names])
+    c = (cell_curves(view, cell, names[0]) if len(names) == 1
+         else metrics.reduce_curves({n: cell_curves(view, cell, n) for n in names}, h.reduce))
+    try:
+        return curve_statistic(c, goal, h.statistic, h.step, h.target)
+    except ValueError as exc:
+        raise OptiscopeError(f"hypothesis '{h.name}': step = {h.step}: cell '{cell.label}': {exc}") from None
+
+
+def curve_statistic(c: metrics.Curves, goal: str, statistic: str, step: int | None = None,
+                    target: float | None = None) -> np.ndarray:
+    """One value per (non-failed) run: `statistic` of its curve (all but forgetting).
+
+    Raises ValueError when `step` was not logged."""
+    if statistic == "final":
         return metrics.final(c, goal)
-    if h.statistic == "at_step":
-        assert h.step is not None
-        try:
-            return metrics.at_step(c, goal, h.step)
-        except ValueError as exc:
-            raise OptiscopeError(f"hypothesis '{h.name}': step = {h.step}: cell '{cell.label}': {exc}") from None
-    if h.statistic in ("min", "max"):
-        return metrics.extreme(c, goal, h.statistic)
-    if h.statistic == "auc":
+    if statistic == "at_step":
+        assert step is not None
+        return metrics.at_step(c, goal, step)
+    if statistic in ("min", "max"):
+        return metrics.extreme(c, goal, statistic)
+    if statistic == "auc":
         return metrics.auc(c, goal)
-    assert h.target is not None
-    if h.statistic == "steps_to_target":
-        return metrics.first_reach(c, goal, h.target)
-    return metrics.reached(c, goal, h.target)
+    assert target is not None
+    if statistic == "steps_to_target":
+        return metrics.first_reach(c, goal, target)
+    return metrics.reached(c, goal, target)
 
 
 def hypothesis_samples(view: StoreView, h: Hypothesis) -> Samples:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from optiscope.errors import OptiscopeError
 
@@ -25,6 +25,10 @@ Statistic = Literal["final", "at_step", "min", "max", "auc", "steps_to_target", 
 Direction = Literal["less", "greater", "two-sided", "equivalent"]
 TestName = Literal["mann-whitney", "permutation", "fisher"]
 Reduce = Literal["median", "mean", "max", "min"]
+Side = Literal["a", "b", "both"]
+Op = Literal["<", "<=", ">", ">="]
+#: The statistics a guard condition may read: one number per run, as hypotheses compute them.
+GuardStatistic = Literal["final", "at_step", "min", "max", "auc", "steps_to_target"]
 
 #: The metric a `forgetting` hypothesis reads when `metric` is omitted: the continual tasks'
 #: per-task accuracies acc_task0, acc_task1, ... (optiscope.tasks.continual).
@@ -32,6 +36,14 @@ FORGETTING_FAMILY = "acc_task*"
 #: Default smallest effect that matters: Cliff's delta 0.33 ("medium", Romano et al. 2006) for
 #: rank tests; a difference of 0.2 in the fraction of runs reaching the target for rates.
 DEFAULT_MIN_EFFECT = {"cliffs_delta": 0.33, "rate_difference": 0.2}
+#: Default plasticity floor of a `forgetting` hypothesis: on each side, the median over seeds of
+#: the worst task's best accuracy must be at least this. Forgetting without learning is the
+#: known degenerate case (a network that never learns task k cannot forget it), so "forgets
+#: less" only counts when both sides learned every task. 0.5 is a floor, not a target: it is
+#: five times the chance level of a 10-way head (0.1) and what learning just one class of a
+#: class-incremental pair gives, so a side below it has not learned that task in any sense.
+#: Raise it (say 0.9) to ask for tasks learned well; `plasticity = false` switches it off.
+DEFAULT_PLASTICITY = 0.5
 
 
 _USED_BY = {
@@ -41,6 +53,82 @@ _USED_BY = {
     "min_effect": "equivalence is judged by `margin`",
     "reduce": "it reduces a metric family ('name/*') outside forgetting only",
 }
+
+
+class Requirement(BaseModel):
+    """One `requires` condition: what must be true of a side's runs for the verdict to count.
+
+    Two forms. A metric condition, judged on the median over the side's seeds (`all_seeds =
+    true`: on every seed), a diverged seed counting as failing it::
+
+        { side = "both", metric = "acc_task*", statistic = "max", reduce = "min", op = ">=", value = 0.9 }
+
+    For a family ("acc_task*", "r_med/*") the statistic is taken on each member's curve and
+    then reduced across the members (above: the worst task's best accuracy). And a count::
+
+        { side = "both", max_diverged = 2 }    # at most 2 diverged seeds on each side
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(None, min_length=1)
+    side: Side = "both"
+    metric: str | None = Field(None, min_length=1)
+    statistic: GuardStatistic = "final"
+    step: int | None = Field(None, ge=0)
+    target: float | None = None
+    reduce: Reduce | None = None
+    op: Op | None = None
+    value: float | None = None
+    all_seeds: bool = False
+    max_diverged: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Requirement:
+        if self.max_diverged is not None:
+            extra = sorted(self.model_fields_set - {"name", "side", "max_diverged"})
+            if extra:
+                raise ValueError(f"`max_diverged` is a condition of its own (with `side`, `name`); "
+                                 f"remove {', '.join(f'`{f}`' for f in extra)}")
+            return self
+        missing = [f for f in ("metric", "op", "value") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a condition needs {', '.join(f'`{f}`' for f in missing)} "
+                             "(metric, op in <, <=, >, >=, and value), or is `max_diverged = k`")
+        need = {"at_step": "step", "steps_to_target": "target"}
+        if self.statistic in need and getattr(self, need[self.statistic]) is None:
+            raise ValueError(f"statistic '{self.statistic}' needs `{need[self.statistic]}`")
+        for field, used, why in (("step", self.statistic == "at_step", "statistic = 'at_step'"),
+                                 ("target", self.statistic == "steps_to_target", "statistic = 'steps_to_target'")):
+            if not used and field in self.model_fields_set:
+                raise ValueError(f"`{field}` has no effect here (it is read by {why} only)")
+        family = self.metric is not None and self.metric.endswith("*")
+        if family and self.reduce is None:
+            raise ValueError(f"metric '{self.metric}' is a family: `reduce` (median | mean | max | min) "
+                             "says how its members' values combine")
+        if not family and self.reduce is not None:
+            raise ValueError("`reduce` has no effect here (it combines a metric family, 'name*', only)")
+        return self
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return ("a", "b") if self.side == "both" else (self.side,)
+
+    def describe(self) -> str:
+        """One line, as verdicts print it: "both: max acc_task* (min over members) >= 0.9"."""
+        if self.max_diverged is not None:
+            return f"{self.side}: at most {self.max_diverged} diverged seeds"
+        what = {"at_step": f"{self.metric} at step {self.step}",
+                "steps_to_target": f"steps until {self.metric} reaches {self.target:g}"
+                if self.target is not None else ""}.get(self.statistic, f"{self.statistic} {self.metric}")
+        if self.reduce is not None:
+            what += f" ({self.reduce} over members)"
+        seeds = "every seed" if self.all_seeds else "median over seeds"
+        return f"{self.side}: {what} {self.op} {self.value:g} ({seeds})"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.describe()
 
 
 class Hypothesis(BaseModel):
@@ -66,6 +154,8 @@ class Hypothesis(BaseModel):
     power: float = Field(0.8, gt=0, lt=1)
     permutations: int = Field(9999, ge=99)
     seed: int = Field(0, ge=0)
+    requires: list[Requirement] = Field(default_factory=list)
+    plasticity: StrictBool | float | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Hypothesis:
@@ -101,9 +191,41 @@ class Hypothesis(BaseModel):
                 raise ValueError(f"`{field}` has no effect here ({_USED_BY[field]})")
         if self.a == self.b:
             raise ValueError(f"a and b name the same cell ('{self.a}')")
+        if self.plasticity is not None and self.statistic != "forgetting":
+            raise ValueError("`plasticity` guards statistic = 'forgetting' only; state other "
+                             "conditions in `requires`")
+        if isinstance(self.plasticity, float) and not 0 < self.plasticity <= 1:
+            raise ValueError(f"plasticity is an accuracy floor in (0, 1], or true / false, got {self.plasticity}")
+        names = [r.name for r in self.guards if r.name]
+        if len(names) != len(set(names)):
+            raise ValueError(f"requires: condition names must be unique (got {names})")
         return self
 
     # -- what the fields imply ------------------------------------------------------------
+    @property
+    def plasticity_floor(self) -> float | None:
+        """The plasticity guard's floor: forgetting hypotheses get DEFAULT_PLASTICITY unless
+        `plasticity` changes it or switches it off (false); None where there is no guard."""
+        if self.statistic != "forgetting" or self.plasticity is False:
+            return None
+        if self.plasticity is None or self.plasticity is True:
+            return DEFAULT_PLASTICITY
+        return float(self.plasticity)
+
+    @property
+    def guards(self) -> tuple[Requirement, ...]:
+        """Every condition the verdict needs: the plasticity guard (forgetting), then `requires`.
+
+        The plasticity guard reads the hypothesis' own accuracies: on each side, the median over
+        seeds of the worst task's best accuracy (statistic max per task, min over tasks)."""
+        floor = self.plasticity_floor
+        if floor is None:
+            return tuple(self.requires)
+        family = self.metric_name.endswith("*")
+        plastic = Requirement(name="plasticity", side="both", metric=self.metric_name, statistic="max",
+                              reduce="min" if family else None, op=">=", value=floor)
+        return (plastic, *self.requires)
+
     @property
     def test_name(self) -> str:
         """The test that runs: as given, else Fisher for rates and Mann-Whitney otherwise."""
@@ -265,7 +387,13 @@ def _explain(exc: pydantic.ValidationError) -> str:
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "hypothesis"
         if e["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{loc}'; fields: {', '.join(Hypothesis.model_fields)}")
+            model = Requirement if e["loc"][0] == "requires" else Hypothesis
+            parts.append(f"unknown field '{loc}'; fields: {', '.join(model.model_fields)}")
+            continue
+        if e["loc"][:1] == ("plasticity",):  # one line for the union's two errors
+            line = f"plasticity: an accuracy floor in (0, 1], or true / false (got {e['input']!r})"
+            if line not in parts:
+                parts.append(line)
             continue
         msg = e["msg"].removeprefix("Value error, ")
         got = f" (got {e['input']!r})" if e["loc"] and not isinstance(e.get("input"), dict) else ""

@@ -39,9 +39,9 @@ def verdicts_section(view: StoreView) -> Section | None:
         verdicts = evaluate(view, hypotheses_from_text(text, "the saved config"))
     except OptiscopeError as exc:
         return Section(TITLE, "verdicts", note(f"The hypotheses could not be evaluated: {exc}"))
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("holds", "fails", "inconclusive")}
-    summary = Markup("<p><b>{}</b> of {} hypotheses hold; {} fail; {} inconclusive.</p>").format(
-        counts["holds"], len(verdicts), counts["fails"], counts["inconclusive"])
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("holds", "fails", "inconclusive", "invalid")}
+    summary = Markup("<p><b>{}</b> of {} hypotheses hold; {} fail; {} inconclusive; {} invalid.</p>").format(
+        counts["holds"], len(verdicts), counts["fails"], counts["inconclusive"], counts["invalid"])
     tasks = {v.task for v in verdicts}
     if len(tasks) == 1:
         summary += Markup("<p>Task: {}.</p>").format(next(iter(tasks)))
