@@ -343,7 +343,7 @@ def sequential_look(
     by_name = {c.name: c for c in claims}
     crossed_at: dict[str, tuple[int, float]] = {}  # look index, level it crossed at
     changed = True
-    while changed:  # Holm: a rejection raises the others' level; re-test until nothing changes
+    while changed and rejected < m:  # Holm: a rejection raises the others' level; re-test until nothing changes
         changed = False
         level = plan.alpha / (m - rejected)
         for name in fresh:

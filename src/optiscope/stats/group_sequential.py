@@ -285,7 +285,14 @@ def futility_bound(
     """The Z below which the conditional power at `drift` falls under `floor` (-inf if never)."""
     if len(future_fractions) == 0 or floor <= 0:
         return -np.inf
+    key = (round(float(fraction), 12), tuple(round(float(x), 12) for x in future_fractions),
+           tuple(float(x) for x in future_efficacy), float(drift), float(floor), bool(two_sided))
+    return _futility_cached(*key)
 
+
+@lru_cache(maxsize=4096)
+def _futility_cached(fraction: float, future_fractions: tuple[float, ...], future_efficacy: tuple[float, ...],
+                     drift: float, floor: float, two_sided: bool) -> float:
     def gap(z: float) -> float:
         return conditional_power(z, fraction, future_fractions, future_efficacy, drift, two_sided=two_sided) - floor
 
