@@ -7,8 +7,9 @@ The design, per hypothesis (a `Claim`: direction less / greater / two-sided, `mi
 Cliff's delta, the power asked):
 
 - **Statistic**: the standardized Mann-Whitney z of a against b (`optiscope.stats.rank_z`; ties
-  handled as scipy does, diverged runs as the worst value +-inf, tied among themselves),
-  oriented so that positive is the claimed direction ("less": -z; two-sided: |z|).
+  and the continuity correction as scipy's asymptotic method, so the last look's z gives the
+  fixed-n p-value; diverged runs as the worst value +-inf, tied among themselves), oriented so
+  that positive is the claimed direction ("less": a smaller; two-sided: |z|).
 - **Information fraction**: t = n_eff / max_seeds, n_eff = 2 n_a n_b / (n_a + n_b) (the seeds per
   side; Var(U) grows as n_a n_b / (n_a + n_b)), capped at 1. The look that reaches max_seeds is
   the last and spends all that is left of the alpha.
@@ -268,9 +269,9 @@ def planned_design(claim: Claim, plan: SequentialPlan, family_size: int = 1, lev
 # -- one call after each batch -------------------------------------------------------------------
 
 def oriented_z(a: np.ndarray, b: np.ndarray, direction: str) -> np.ndarray:
-    """The Mann-Whitney z of a against b, positive in the claimed direction (|z| two-sided)."""
-    z = mann_whitney_z(a, b)
-    return -z if direction == "less" else (np.abs(z) if direction == "two-sided" else z)
+    """The Mann-Whitney z of a against b, positive in the claimed direction (|z| two-sided),
+    with scipy's continuity and tie corrections (`optiscope.stats.rank_z`)."""
+    return mann_whitney_z(a, b, direction)
 
 
 def _cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
