@@ -414,14 +414,31 @@ def sequential_look(
 
 # -- the report's plot ---------------------------------------------------------------------------
 
-def look_path(looks: Sequence[Look | Mapping[str, Any]], name: str) -> dict[str, list[Any]]:
+def look_path(
+    looks: Sequence[Look | Mapping[str, Any]],
+    name: str,
+    *,
+    claim: Claim | None = None,
+    plan: SequentialPlan | None = None,
+) -> dict[str, list[Any]]:
     """A hypothesis' path for a plot: per look the information fraction, seeds per side, the
-    oriented z, the efficacy and futility boundaries in force, the level and the decision."""
+    oriented z, the efficacy and futility boundaries in force, the level and the decision.
+
+    With `claim` and `plan`, also the planned schedule's boundaries at the last look's level
+    ("planned_fraction", "planned_efficacy", "planned_futility"), to draw the looks not taken.
+    """
     rows = sorted((lk if isinstance(lk, Look) else Look.from_dict(lk) for lk in looks), key=lambda x: x.index)
     rows = [lk for lk in rows if lk.hypothesis == name]
-    return {
+    out: dict[str, list[Any]] = {
         "fraction": [lk.fraction for lk in rows], "seeds": [min(lk.n_a, lk.n_b) for lk in rows],
         "statistic": [lk.statistic for lk in rows], "efficacy": [lk.boundary for lk in rows],
         "futility": [lk.futility for lk in rows], "level": [lk.level for lk in rows],
         "decision": [lk.decision for lk in rows],
     }
+    if claim is not None and plan is not None:
+        level = rows[-1].level if rows else None
+        d = planned_design(claim, plan, level=level)
+        out["planned_fraction"] = d.fractions.tolist()
+        out["planned_efficacy"] = d.efficacy.tolist()
+        out["planned_futility"] = d.futility.tolist()
+    return out
