@@ -147,6 +147,23 @@ def test_look_path_gives_the_stored_path_in_order():
     assert all(e > f for e, f in zip(path["efficacy"], path["futility"], strict=True))
 
 
+def test_a_decided_hypothesis_keeps_its_verdict_and_gets_no_new_look():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 1, 32), rng.normal(3, 1, 32)
+    first = sequential_look({"h": (a[:16], b[:16])}, [Claim("h", "less")], PLAN)
+    assert first.decisions["h"].verdict == "holds"
+    later = sequential_look({"h": (a[:24], b[:24])}, [Claim("h", "less")], PLAN, first.looks)
+    assert later.looks == [] and later.decisions["h"].verdict == "holds" and later.done
+
+
+def test_unequal_sides_use_the_harmonic_information():
+    """A cell with failed runs has fewer values: the fraction is 2 n_a n_b / (n_a + n_b) / max."""
+    rng = np.random.default_rng(8)
+    r = sequential_look({"h": (rng.normal(0, 1, 8), rng.normal(0, 1, 24))}, [Claim("h", "greater")], PLAN)
+    assert r.looks[0].fraction == pytest.approx(2 * 8 * 24 / 32 / 32)
+    assert (r.looks[0].n_a, r.looks[0].n_b) == (8, 24)
+
+
 def test_drift_is_noethers_mean_of_z():
     assert drift(0.4, 20) == pytest.approx(0.2 * np.sqrt(12 * 400 / 41))
 
@@ -158,6 +175,10 @@ def test_bad_input_fails_with_the_field_and_the_allowed_values():
         Claim.from_hypothesis(h)
     h2 = Hypothesis.model_validate({"name": "g", "metric": "m", "a": "x", "b": "y", "direction": "less"})
     assert Claim.from_hypothesis(h2) == Claim("g", "less", 0.33, 0.8)
+    h3 = Hypothesis.model_validate({"name": "r", "metric": "m", "a": "x", "b": "y", "statistic": "rate",
+                                    "target": 0.1})
+    with pytest.raises(OptiscopeError, match="test = 'fisher' cannot run sequentially"):
+        Claim.from_hypothesis(h3)
     with pytest.raises(OptiscopeError, match="spending = 'linear' is not one of obrien-fleming, pocock"):
         SequentialPlan(max_seeds=32, batch=8, spending="linear")  # type: ignore[arg-type]
     with pytest.raises(OptiscopeError, match="max_seeds must be at least 2"):
