@@ -181,6 +181,16 @@ def test_bad_input_fails_with_the_field_and_the_allowed_values():
         Claim.from_hypothesis(h3)
     with pytest.raises(OptiscopeError, match="spending = 'linear' is not one of obrien-fleming, pocock"):
         SequentialPlan(max_seeds=32, batch=8, spending="linear")  # type: ignore[arg-type]
+    assert SequentialPlan.from_dict({"max_seeds": 64, "batch": 8, "spending": "pocock"}) == SequentialPlan(
+        64, 8, spending="pocock")
+    with pytest.raises(OptiscopeError, match="unknown field 'max_seed'; fields: max_seeds, batch"):
+        SequentialPlan.from_dict({"max_seed": 64, "batch": 8})
+    with pytest.raises(OptiscopeError, match="`batch` is required"):
+        SequentialPlan.from_dict({"max_seeds": 64})
+    first = sequential_look({"h": (np.zeros(8), np.ones(8))}, [Claim("h", "less")], PLAN)
+    with pytest.raises(OptiscopeError, match="plan cannot change mid-verification"):
+        sequential_look({"h": (np.zeros(16), np.ones(16))}, [Claim("h", "less")],
+                        SequentialPlan(max_seeds=64, batch=8), first.looks)
     with pytest.raises(OptiscopeError, match="max_seeds must be at least 2"):
         SequentialPlan(max_seeds=1, batch=1)
     with pytest.raises(OptiscopeError, match="no outcomes for hypotheses h"):

@@ -145,6 +145,14 @@ class SequentialPlan:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SequentialPlan:
+        """A plan from a `[verification]` table (or `to_dict`); unknown keys are refused."""
+        fields = list(cls.__dataclass_fields__)
+        unknown = [k for k in d if k not in fields]
+        if unknown:
+            raise OptiscopeError(f"verification: unknown field '{unknown[0]}'; fields: {', '.join(fields)}")
+        for key in ("max_seeds", "batch"):
+            if key not in d:
+                raise OptiscopeError(f"verification: `{key}` is required (seeds per cell)")
         return cls(**dict(d))
 
 
@@ -314,6 +322,9 @@ def sequential_look(
         if look.hypothesis not in past:
             raise OptiscopeError(f"sequential verification: a stored look names hypothesis '{look.hypothesis}', "
                                  f"which is not among {', '.join(names)}")
+        if abs(look.fraction - fraction(look.n_a, look.n_b, plan.max_seeds)) > 1e-9:
+            raise OptiscopeError(f"sequential verification: the stored looks of '{look.hypothesis}' were made with "
+                                 f"another max_seeds than {plan.max_seeds}; a plan cannot change mid-verification")
         past[look.hypothesis].append(look)
     for looks in past.values():
         looks.sort(key=lambda x: x.index)
