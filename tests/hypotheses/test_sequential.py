@@ -198,3 +198,12 @@ def test_bad_input_fails_with_the_field_and_the_allowed_values():
     with pytest.raises(OptiscopeError, match="names hypothesis 'zz'"):
         bad = Look("zz", 1, 8, 8, 0.25, 0.0, 4.0, -1.0, 0.05, 0.0, "continue", 0.8)
         sequential_look({"h": (np.zeros(8), np.ones(8))}, [Claim("h", "less")], PLAN, [bad])
+
+
+def test_two_sided_no_difference_early_continues():
+    """Identical samples give a two-sided z slightly below 0 (scipy's continuity correction);
+    early on the minimum effect is still within reach, so the hypothesis continues."""
+    x = np.arange(8.0)
+    r = sequential_look({"h": (x, x.copy())}, [Claim("h", "two-sided")], SequentialPlan(max_seeds=48, batch=8))
+    assert r.looks[0].statistic < 0 and r.looks[0].futility == -np.inf
+    assert r.decisions["h"].verdict == "continue"

@@ -297,8 +297,8 @@ def _futility_cached(fraction: float, future_fractions: tuple[float, ...], futur
         return conditional_power(z, fraction, future_fractions, future_efficacy, drift, two_sided=two_sided) - floor
 
     lo, hi = (0.0 if two_sided else -TAIL), float(min(future_efficacy[-1] + 1.0, 40.0))
-    if gap(lo) >= 0:
-        return 0.0 if two_sided else -np.inf
+    if gap(lo) >= 0:  # never below the floor: no futility stop (-inf, also two-sided)
+        return -np.inf
     if gap(hi) <= 0:
         return hi
     return float(optimize.brentq(gap, lo, hi, xtol=1e-6))
