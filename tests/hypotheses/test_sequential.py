@@ -207,3 +207,17 @@ def test_two_sided_no_difference_early_continues():
     r = sequential_look({"h": (x, x.copy())}, [Claim("h", "two-sided")], SequentialPlan(max_seeds=48, batch=8))
     assert r.looks[0].statistic < 0 and r.looks[0].futility == -np.inf
     assert r.decisions["h"].verdict == "continue"
+
+
+def test_looks_off_the_plan_spend_alpha_at_their_own_fractions():
+    """Batches need not follow the plan (a crash, seeds already stored): each look's boundary is
+    the Lan-DeMets boundary at the fractions actually seen, and a look past max_seeds is the last."""
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(0, 1, 40), rng.normal(0, 1, 40)
+    claim = Claim("h", "greater", 0.33)
+    plan = SequentialPlan(max_seeds=32, batch=8, futility_floor=0.0)  # no futility: every look is taken
+    _, looks = run({"h": (a, b)}, [claim], plan, schedule=[10, 17, 30, 40])
+    assert [lk["n_a"] for lk in looks] == [10, 17, 30, 40]
+    t = [lk["fraction"] for lk in looks]
+    assert t[-1] == 1.0 and looks[-1]["decision"] in ("fails", "inconclusive")
+    np.testing.assert_allclose([lk["boundary"] for lk in looks], efficacy_bounds(t, 0.05), atol=1e-9)

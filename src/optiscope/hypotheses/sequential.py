@@ -37,6 +37,8 @@ Cliff's delta, the power asked):
   Bonferroni combinations of group-sequential tests, so the family-wise error over all
   hypotheses and all looks is at most alpha. A hypothesis stopped for futility keeps its share
   (nothing is recycled from it), which is conservative.
+- **Tests**: a hypothesis with test = "permutation" runs on the same rank statistic (the
+  permutation test of medians has no independent-increment form); Fisher's rates stay fixed-n.
 - **Equivalence** stays fixed-n (`optiscope.hypotheses.evaluate`): its two one-sided tests on a
   shifted sample do not fit this one-statistic design; `Claim.from_hypothesis` says so.
 
