@@ -6,6 +6,7 @@ Errors a user can fix are printed in one line without a traceback and exit with 
 from __future__ import annotations
 
 import time
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -364,9 +365,19 @@ def verify(
     store: Annotated[Path, typer.Argument(help="store directory")],
     config: Annotated[Path | None, typer.Option(help="TOML file with hypotheses tables (default: the store's saved config)")] = None,
     output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
+    until_decided: Annotated[bool, typer.Option("--until-decided", help="add seeds in batches and look again (a group-sequential design) until every hypothesis is decided or max_seeds is reached")] = False,
+    max_seeds: Annotated[int | None, typer.Option(help="--until-decided: seeds per cell at most (default: [verification] max_seeds)")] = None,
+    batch: Annotated[int | None, typer.Option(help="--until-decided: seeds added per look (default: [verification] batch)")] = None,
+    spending: Annotated[str | None, typer.Option(help="--until-decided: alpha spending, obrien-fleming (default) or pocock")] = None,
+    device: Annotated[str | None, typer.Option(help="--until-decided: device to train on (default: the experiment's)")] = None,
 ) -> None:
     """Test every claim of the experiment's hypotheses tables on the stored runs: holds, fails,
     inconclusive or invalid.
+
+    With --until-decided, seeds are added in batches (only those the store lacks are trained)
+    and the hypotheses looked at again after each batch, with group-sequential boundaries that
+    keep the family-wise error at alpha over all looks, until each holds, fails (futility) or
+    max_seeds is reached (inconclusive, with the power reached). Every look is stored.
 
     One line per hypothesis: verdict, test statistic, p-value Holm-adjusted across all the
     hypotheses, effect size with its bootstrap interval, the test's power at min_effect, and its
@@ -385,6 +396,10 @@ def verify(
         fmt = check_format(output)
         if config is not None and not config.is_file():
             raise OptiscopeError(f"--config: '{config}' is not a file")
+        if until_decided:
+            _verify_until_decided(store, config, fmt, max_seeds=max_seeds, batch=batch,
+                                  spending=spending, device=device)
+            return
         verdicts = verify_store(store, config=config)
     except OptiscopeError as exc:
         fail(str(exc))
@@ -399,6 +414,51 @@ def verify(
     else:
         write_rows(VERDICT_COLUMNS, rows, fmt)
     raise typer.Exit(0 if all(v.holds for v in verdicts) else 1)
+
+
+LOOK_COLUMNS = ["hypothesis", "verdict", "n_a", "n_b", "looks", "z", "boundary", "futility", "level",
+                "effect", "power", "reason"]
+
+
+def _verify_until_decided(store: Path, config: Path | None, fmt: str, **plan: Any) -> None:
+    """`verify --until-decided`: the loop of optiscope.hypotheses.verification, printed."""
+    from optiscope.config import load_config, parse_config
+    from optiscope.engine.runner import resolve_device
+    from optiscope.hypotheses.verification import plan_of, train_more_seeds, verify_until_decided
+    from optiscope.store import RunStore
+    from optiscope.tabular import write_rows
+
+    run_store = RunStore.open(store)
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        text = run_store.config_text()
+        if text is None:
+            raise OptiscopeError(f"the store {run_store.root} has no saved config (config.toml): give --config FILE")
+        cfg = parse_config(tomllib.loads(text), str(run_store.root / "config.toml"))
+    device = resolve_device(plan.pop("device") or cfg.experiment.device)
+    seq_plan = plan_of(cfg, **plan)
+    err = err_console
+    err.print(f"[bold]{cfg.experiment.name}[/]: verifying until decided, up to {seq_plan.max_seeds} seeds per "
+              f"cell in batches of {seq_plan.batch} ({seq_plan.spending} spending, alpha {seq_plan.alpha:g})")
+
+    def on_look(n: int, decided: list[Any]) -> None:
+        open_ = [d.name for d in decided if d.verdict == "continue"]
+        err.print(f"look at {n} seeds: " + ", ".join(f"{d.name} {d.verdict}" for d in decided)
+                  + (f"; adding seeds for {len(open_)}" if open_ and n < seq_plan.max_seeds else ""))
+
+    result = verify_until_decided(run_store, cfg, seq_plan, train_more_seeds(run_store, device), on_look=on_look)
+    rows, nan = [], float("nan")
+    for d in result.decided:
+        last = d.looks[-1] if d.looks else None
+        bounds = (nan,) * 4 if last is None else (last.statistic, last.boundary, last.futility, last.level)
+        rows.append([d.name, d.verdict, d.n_a, d.n_b, len(d.looks), *bounds,
+                     d.effect,
+                     last.power if last else nan, d.reason])
+    write_rows(LOOK_COLUMNS, rows, fmt, title="hypotheses (sequential)")
+    err.print(f"{result.seeds_trained} runs trained by this verification; looks stored in "
+              f"{run_store.root / 'verification'}")
+    raise typer.Exit(0 if result.all_hold else 1)
 
 
 def main() -> None:  # pragma: no cover

@@ -143,6 +143,9 @@ class ExperimentConfig(BaseModel):
     # parse_config calls, so that each concept's schema lives beside the code that uses it.
     tuning: dict[str, Any] | None = None
     hypotheses: list[dict[str, Any]] = Field(default_factory=list)
+    #: `[verification]`: how `optiscope verify --until-decided` adds seeds (optiscope.hypotheses.
+    #: sequential.SequentialPlan: max_seeds, batch, first, alpha, spending, futility_floor).
+    verification: dict[str, Any] | None = None
 
     def cells(self) -> list[Cell]:
         """Every (task setting x optimizer setting) of the experiment, in config order.
@@ -399,6 +402,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
             from optiscope.hypotheses.spec import parse_hypotheses
 
             parse_hypotheses(cfg)
+        if cfg.verification is not None:
+            from optiscope.hypotheses.sequential import SequentialPlan
+
+            SequentialPlan.from_dict(cfg.verification)
     except OptiscopeError as exc:
         raise OptiscopeError(f"{source}: {exc}") from None
     return cfg

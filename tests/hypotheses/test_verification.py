@@ -1,0 +1,123 @@
+"""`optiscope verify --until-decided`: seeds added in batches until every hypothesis is decided.
+
+Trained for real on a small convex task: a planted effect (Adam against SGD at a step far too
+small) is decided early, with fewer seeds than the cap; no effect (two SGDs whose step differs in
+the seventh digit) stops as fails (futility or the last look) or inconclusive, never holds.
+The error rates of the design itself are validated by simulation in test_sequential_simulation.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from optiscope.cli import app
+from optiscope.store import RunStore
+
+RUNNER = CliRunner()
+CONFIG = """
+[experiment]
+name = "sequential"
+seeds = 4
+steps = 30
+eval_every = 10
+device = "cpu"
+
+[[tasks]]
+name = "quadratic"
+condition = 10.0
+
+[[optimizers]]
+name = "adam"
+lr = 0.1
+
+[[optimizers]]
+name = "sgd"
+label = "sgd-tiny"
+lr = 0.0001
+
+[[optimizers]]
+name = "sgd"
+label = "sgd-twin"
+lr = 0.0001000001
+
+[verification]
+max_seeds = 16
+batch = 4
+
+[[hypotheses]]
+name = "adam-lower"
+metric = "f_gap"
+a = "adam"
+b = "sgd-tiny"
+direction = "less"
+
+[[hypotheses]]
+name = "twins-differ"
+metric = "f_gap"
+a = "sgd-twin"
+b = "sgd-tiny"
+direction = "less"
+"""
+
+
+@pytest.fixture
+def trained(tmp_path):
+    config = tmp_path / "sequential.toml"
+    config.write_text(CONFIG)
+    store = tmp_path / "store"
+    r = RUNNER.invoke(app, ["run", str(config), "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    return store, config
+
+
+def test_a_planted_effect_holds_early_and_no_effect_never_holds(trained):
+    store, _ = trained
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    assert r.exit_code == 1, r.output  # the twins do not hold
+    rows = {row["hypothesis"]: row for row in json.loads(r.stdout)}
+    assert rows["adam-lower"]["verdict"] == "holds"
+    assert rows["adam-lower"]["n_a"] < 16  # decided before the cap: the point of looking often
+    assert rows["twins-differ"]["verdict"] in ("fails", "inconclusive")
+    saved = json.loads((store / "verification" / "sequential.json").read_text())
+    assert saved["plan"]["max_seeds"] == 16
+    looks = [lk for lk in saved["looks"] if lk["hypothesis"] == "twins-differ"]
+    assert looks and all(lk["decision"] != "holds" for lk in looks)
+    assert [lk["index"] for lk in looks] == list(range(1, len(looks) + 1))
+    # the seeds trained are those the looks asked for, no more: the twins' cells grew, Adam's
+    # stopped growing once its hypothesis was decided
+    s = RunStore.open(store)
+    _, counts = s.query("SELECT label, count(*) FROM runs GROUP BY ALL ORDER BY 1")
+    counts = dict(counts)
+    assert counts["sgd-twin"] == looks[-1]["n_a"] and counts["sgd-twin"] <= 16
+    assert counts["adam(lr=0.1)"] == rows["adam-lower"]["n_a"]
+
+
+def test_a_resumed_verification_trains_nothing_and_repeats_its_verdicts(trained):
+    store, _ = trained
+    first = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    runs = RunStore.open(store).query("SELECT count(*) FROM runs")[1][0][0]
+    again = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    assert RunStore.open(store).query("SELECT count(*) FROM runs")[1][0][0] == runs
+    verdicts = lambda r: {row["hypothesis"]: row["verdict"] for row in json.loads(r.stdout)}  # noqa: E731
+    assert verdicts(first) == verdicts(again)
+
+
+def test_a_changed_plan_is_refused_and_a_missing_plan_is_named(trained, tmp_path):
+    store, config = trained
+    assert RUNNER.invoke(app, ["verify", str(store), "--until-decided"]).exit_code in (0, 1)
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--max-seeds", "32"])
+    assert r.exit_code == 2 and "another plan" in r.output
+    bare = tmp_path / "bare.toml"
+    bare.write_text(CONFIG.replace("[verification]\nmax_seeds = 16\nbatch = 4\n", ""))
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--config", str(bare)])
+    assert r.exit_code == 2 and "max_seeds" in r.output
+
+
+def test_a_bad_verification_table_is_refused_before_training(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(CONFIG.replace("batch = 4", "batch = 4\nspending = \"haybittle\""))
+    r = RUNNER.invoke(app, ["run", str(config), "--store", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "spending" in r.output and "obrien-fleming" in r.output
