@@ -121,3 +121,14 @@ def test_a_bad_verification_table_is_refused_before_training(tmp_path):
     config.write_text(CONFIG.replace("batch = 4", "batch = 4\nspending = \"haybittle\""))
     r = RUNNER.invoke(app, ["run", str(config), "--store", str(tmp_path / "s")])
     assert r.exit_code == 2 and "spending" in r.output and "obrien-fleming" in r.output
+
+
+def test_the_report_draws_each_hypothesis_path_against_its_boundaries(trained, tmp_path):
+    store, _ = trained
+    RUNNER.invoke(app, ["verify", str(store), "--until-decided"])
+    out = tmp_path / "report.html"
+    r = RUNNER.invoke(app, ["report", str(store), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    html = out.read_text()
+    section = html[html.index("Sequential verification"):]
+    assert section.count("<svg") >= 2  # one path per hypothesis

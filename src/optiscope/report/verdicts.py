@@ -46,7 +46,37 @@ def verdicts_section(view: StoreView) -> Section | None:
     if len(tasks) == 1:
         summary += Markup("<p>Task: {}.</p>").format(next(iter(tasks)))
     table = ENV.get_template("verdicts.html").module.verdicts(verdicts, len(verdicts), len(tasks) > 1)
-    return Section(TITLE, "verdicts", summary + Markup(table))
+    return Section(TITLE, "verdicts", summary + Markup(table) + sequential_paths(view, text))
+
+
+def sequential_paths(view: StoreView, config_text: str) -> Markup:
+    """Each hypothesis' looks of `verify --until-decided` against its boundaries (nothing when
+    the store holds no verification of this experiment)."""
+    import tomllib
+
+    from optiscope.hypotheses.sequential import Claim, SequentialPlan, look_path
+    from optiscope.hypotheses.spec import parse_hypothesis_list
+    from optiscope.hypotheses.verification import load_looks
+    from optiscope.report.sequential_plot import sequential_path
+
+    experiment = tomllib.loads(config_text).get("experiment", {}).get("name")
+    if not experiment:
+        return Markup()
+    plan, looks = load_looks(view.store, str(experiment))
+    if plan is None or not looks:
+        return Markup()
+    seq_plan = SequentialPlan.from_dict(plan)
+    hypotheses = {h.name: h for h in parse_hypothesis_list(tomllib.loads(config_text).get("hypotheses", []))}
+    out = Markup("<h3>Sequential verification</h3><p>Each look of <code>verify --until-decided</code> "
+                 "(up to {} seeds per cell, {} spending): the hypothesis holds where its z crosses the "
+                 "efficacy boundary and fails below the futility boundary.</p>").format(
+        seq_plan.max_seeds, seq_plan.spending)
+    for name in dict.fromkeys(lk.hypothesis for lk in looks):
+        h = hypotheses.get(name)
+        claim = Claim.from_hypothesis(h) if h is not None else None
+        path = look_path(looks, name, claim=claim, plan=seq_plan if claim else None)
+        out += Markup('<div class="figure">{}</div>').format(Markup(sequential_path(path, name)))
+    return out
 
 
 LEADING_SECTIONS.append(verdicts_section)
