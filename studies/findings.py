@@ -1,5 +1,5 @@
 """The findings table: studies/FINDINGS.md and the README's "Findings" section, from each study's
-runs/finding.json (written by run_all.py). A study not yet run shows as "not run".
+finding.json (written by run_all.py, kept in the repository). A study not yet run shows as "not run".
 
 A study's verdict is stated part by part, never as one word that hides a part (`study_verdict`):
 "2 hold, 1 invalid (plasticity), 1 inconclusive at 8 seeds, power 0.6"; an analysis that gives
@@ -104,7 +104,7 @@ def _cell(text: str) -> str:
 def load_findings(studies_dir: Path) -> list[dict]:
     out = []
     for study in STUDIES:
-        path = studies_dir / study.folder / "runs" / "finding.json"
+        path = studies_dir / study.folder / "finding.json"
         if path.exists():
             out.append(summarise(json.loads(path.read_text())))
         else:

@@ -8,9 +8,11 @@ The study's verdict states every part (findings.study_verdict): "2 hold, 1 inval
 
 Each step is an `optiscope` command (run, report, verify --format json), so this is what a user
 would type. A failing verdict does not stop the others; a study whose training fails is recorded
-as "error". Stores go to studies/<name>/runs/ (git-ignored); the finding of each study is
-studies/<name>/runs/finding.json, from which the tables are written (so `--only` keeps the
-others' rows).
+as "error". A study whose experiment file has a `[verification]` table is verified with
+`optiscope verify --until-decided` (seeds added in batches until every hypothesis is decided).
+Stores go to studies/<name>/runs/ (git-ignored); the finding of each study, the verdict record,
+is studies/<name>/finding.json (kept in the repository), from which the tables are written, so a
+partial rerun (`--only`) updates its own rows and keeps the others'.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def has_hypotheses(config: Path) -> bool:
     return re.search(r"(?m)^\[\[hypotheses\]\]", config.read_text()) is not None
 
 
+def has_verification(config: Path) -> bool:
+    return re.search(r"(?m)^\[verification\]", config.read_text()) is not None
+
+
 def command(args: list[str]) -> tuple[int, str, float]:
     """Run an optiscope command from the repository root; (exit code, output, seconds)."""
     start = time.perf_counter()
@@ -95,7 +101,13 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None)
     print(f"[{study.folder}] report: exit {code} in {wall:.0f} s", flush=True)
     hypotheses: list[dict] = []
     if has_hypotheses(config):
-        code, out, wall = command([*OPTISCOPE, "verify", rel, "--format", "json"])
+        sequential = ["--until-decided"] if has_verification(config) else []
+        code, out, wall = command([*OPTISCOPE, "verify", rel, "--format", "json", *sequential])
+        if sequential:  # the decided verdicts; then the full fixed-n table at the seeds they reached
+            finding["sequential"] = _json_list(out)
+            finding["verify_until_decided_wall_s"] = round(wall, 1)
+            print(f"[{study.folder}] verify --until-decided: exit {code} in {wall:.0f} s", flush=True)
+            code, out, wall = command([*OPTISCOPE, "verify", rel, "--format", "json"])
         finding["verify_exit"] = code
         print(f"[{study.folder}] verify: exit {code} in {wall:.0f} s", flush=True)
         try:
@@ -115,9 +127,16 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None)
     return _save(store, finding)
 
 
+def _json_list(out: str) -> list[dict]:
+    try:
+        return json.loads(out[out.index("["):out.rindex("]") + 1])
+    except ValueError:
+        return []
+
+
 def _save(store: Path, finding: dict) -> dict:
-    store.mkdir(parents=True, exist_ok=True)
-    (store / "finding.json").write_text(json.dumps(finding, indent=1, default=str))
+    """Write the verdict record beside the study (tracked), not in its git-ignored store."""
+    (store.parent / "finding.json").write_text(json.dumps(finding, indent=1, default=str) + "\n")
     return finding
 
 

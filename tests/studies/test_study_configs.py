@@ -49,8 +49,8 @@ def test_study_parses_and_has_a_readme_with_results(folder):
 def test_findings_table_rows_and_verdict_rule(tmp_path):
     findings = _findings()
     first = CATALOG.STUDIES[0]
-    (tmp_path / first.folder / "runs").mkdir(parents=True)
-    (tmp_path / first.folder / "runs" / "finding.json").write_text(json.dumps(
+    (tmp_path / first.folder).mkdir(parents=True)
+    (tmp_path / first.folder / "finding.json").write_text(json.dumps(
         {"folder": first.folder, "claim": "c | d", "source": "s", "verdict": "holds", "key_figure": "k"}))
     readme = tmp_path / "README.md"
     readme.write_text(f"x\n{findings.START}\nSTALE_ROW\n{findings.END}\ny\n")
@@ -108,8 +108,8 @@ def test_verify_failing_is_a_part_and_the_tables_restate_old_findings(tmp_path):
            "test": "mann-whitney", "p": 4.5e-4, "p_holm": 4.5e-4, "effect_measure": "cliffs_delta",
            "effect": -1.0, "effect_low": -1.0, "effect_high": -1.0, "power": 0.4, "n_a": 8, "n_b": 8,
            "reason": "invalid: ..."}
-    (tmp_path / study.folder / "runs").mkdir(parents=True)
-    (tmp_path / study.folder / "runs" / "finding.json").write_text(json.dumps(
+    (tmp_path / study.folder).mkdir(parents=True)
+    (tmp_path / study.folder / "finding.json").write_text(json.dumps(
         {"folder": study.folder, "claim": "c", "source": "s", "verdict": "holds", "key_figure": "old",
          "hypotheses": [row], "analysis": {"verdict": None, "key_figure": "best acc per task"}}))
     readme = tmp_path / "README.md"
