@@ -292,7 +292,7 @@ def compare(
         if metric is not None and metric in run_store.categorical_metrics():
             fail(_categorical_message(store, task, metric))
             return
-        view = StoreView.load(run_store, seeds=configured_seeds(run_store.config_text()))
+        view = StoreView.load(run_store, seeds=configured_seeds(run_store.config_text(), run_store))
         result = compare_task(view, task, metric, test, alternative=alternative)
         written = result.export(csv, parquet)
     except OptiscopeError as exc:

@@ -132,3 +132,12 @@ def test_the_report_draws_each_hypothesis_path_against_its_boundaries(trained, t
     html = out.read_text()
     section = html[html.index("Sequential verification"):]
     assert section.count("<svg") >= 2  # one path per hypothesis
+
+
+def test_after_verification_report_and_verify_see_the_seeds_it_added(trained):
+    store, _ = trained
+    decided = json.loads(RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"]).stdout)
+    plain = json.loads(RUNNER.invoke(app, ["verify", str(store), "--format", "json"]).stdout)
+    n = {row["hypothesis"]: (row["n_a"], row["n_b"]) for row in plain}
+    # the fixed-n table judges every seed trained (the config itself still says 4)
+    assert n["twins-differ"] == (decided[1]["n_a"], decided[1]["n_b"]) and n["twins-differ"][0] > 4

@@ -37,7 +37,7 @@ from optiscope.hypotheses.inference import TestOutcome, run_test
 from optiscope.hypotheses.power import equivalence_power, fisher_power, margin_as_delta, mann_whitney_power
 from optiscope.hypotheses.samples import Samples, hypothesis_samples
 from optiscope.hypotheses.spec import Hypothesis, parse_hypothesis_list
-from optiscope.report.data import StoreView, configured_seeds
+from optiscope.report.data import StoreView, configured_seeds, verified_seeds
 from optiscope.stats import Interval, holm
 from optiscope.store import RunStore
 
@@ -274,11 +274,12 @@ def config_seeds(store: RunStore, config_text: str | None = None, config: Any = 
     if config is None and config_text is not None and not isinstance(config_text, str):
         config, config_text = config_text, None
     if config is not None and hasattr(config, "experiment"):
-        return config.experiment.seed_list()
+        seeds = config.experiment.seed_list()
+        return seeds + [s for s in verified_seeds(store, config.experiment.name) if s not in seeds]
     if isinstance(config, Path) or (isinstance(config, str) and "\n" not in config and Path(config).is_file()):
-        return configured_seeds(Path(config).read_text()) if Path(config).exists() else None
+        return configured_seeds(Path(config).read_text(), store) if Path(config).exists() else None
     text = config if isinstance(config, str) else config_text
-    return configured_seeds(text if text is not None else store.config_text())
+    return configured_seeds(text if text is not None else store.config_text(), store)
 
 
 def verify_store(store_path: str | Path, config_text: str | None = None, *, config: Any = None) -> list[Verdict]:

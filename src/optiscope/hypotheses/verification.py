@@ -70,10 +70,12 @@ def load_looks(store: RunStore, experiment: str) -> tuple[dict[str, Any] | None,
     return data.get("plan"), [Look.from_dict(d) for d in data.get("looks", [])]
 
 
-def _save_looks(store: RunStore, experiment: str, plan: SequentialPlan, looks: list[Look]) -> None:
+def _save_looks(store: RunStore, experiment: str, plan: SequentialPlan, looks: list[Look], seeds: list[int]) -> None:
+    """The plan, every look, and the seeds analysed so far (the report and `verify` analyse
+    these beside the experiment's own, see `optiscope.report.data.configured_seeds`)."""
     path = looks_path(store, experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"plan": plan.to_dict(), "looks": [lk.to_dict() for lk in looks]}
+    body = {"plan": plan.to_dict(), "seeds": seeds, "looks": [lk.to_dict() for lk in looks]}
     _atomic_write_bytes(path, json.dumps(body, indent=1).encode())
 
 
@@ -129,7 +131,7 @@ def verify_until_decided(
         outcomes = {name: (s.a, s.b) for name, s in samples.items()}
         result = sequential_look(outcomes, claims, plan, looks)
         looks = looks + result.looks
-        _save_looks(store, experiment, plan, looks)
+        _save_looks(store, experiment, plan, looks, seeds)
         decided = _decisions(hypotheses, result, fixed, looks)
         if on_look is not None:
             on_look(n, decided)

@@ -237,22 +237,43 @@ class StoreView:
         return vals[keep]
 
 
-def configured_seeds(config_text: str | None) -> list[int] | None:
+def configured_seeds(config_text: str | None, store: RunStore | None = None) -> list[int] | None:
     """The seeds an experiment file asks for (`[experiment] seeds`: a count or a list), or None
-    when there is no file or it does not say (then every stored run is analysed)."""
+    when there is no file or it does not say (then every stored run is analysed).
+
+    With `store`, the seeds `verify --until-decided` added to the experiment are included too
+    (it records how far it went in `verification/<experiment>.json`).
+    """
     if not config_text:
         return None
     try:
-        seeds = tomllib.loads(config_text).get("experiment", {}).get("seeds")
+        experiment = tomllib.loads(config_text).get("experiment", {})
     except tomllib.TOMLDecodeError:
         return None
+    seeds = experiment.get("seeds")
     if isinstance(seeds, bool):
         return None
     if isinstance(seeds, int):
-        return list(range(seeds))
-    if isinstance(seeds, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        return list(seeds)
-    return None
+        out = list(range(seeds))
+    elif isinstance(seeds, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        out = list(seeds)
+    else:
+        return None
+    name = experiment.get("name")
+    if store is not None and isinstance(name, str):
+        out += [s for s in verified_seeds(store, name) if s not in out]
+    return out
+
+
+def verified_seeds(store: RunStore, experiment: str) -> list[int]:
+    """The seeds `verify --until-decided` analysed for `experiment` (none if it never ran)."""
+    path = store.root / "verification" / f"{experiment}.json"
+    if not path.exists():
+        return []
+    try:
+        return [int(s) for s in json.loads(path.read_text()).get("seeds", [])]
+    except (ValueError, TypeError, AttributeError):
+        return []
 
 
 def _unique_labels(cells: list[CellRuns]) -> None:

@@ -242,7 +242,7 @@ LEADING_SECTIONS: list[SectionFn] = []
 
 def build_report(store: RunStore, out: str | Path, title: str | None = None) -> Path:
     """Write the HTML report for `store` to `out` and return its path."""
-    view = StoreView.load(store, seeds=configured_seeds(store.config_text()))
+    view = StoreView.load(store, seeds=configured_seeds(store.config_text(), store))
     sections: list[Section] = []
     if view.cells:
         sections.extend(s for fn in LEADING_SECTIONS if (s := fn(view)) is not None)
