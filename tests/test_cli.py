@@ -335,3 +335,36 @@ def test_compare_on_a_categorical_metric_points_to_the_basin_table(tmp_path, dec
     assert code == 0, counted
     counts = {(r["label"], r["basin"]): r["seeds"] for r in json.loads(counted)}
     assert counts == {(LONG_LABEL, 0.0): 4, (LONG_LABEL, 1.0): 2, ("sgd", 1.0): 5, ("sgd", 2.0): 1}
+
+
+@pytest.fixture
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_from_the_file_or_the_command_line_set_torch_and_are_shown(tmp_path, _restore_threads):
+    import torch
+
+    torch.set_num_threads(2)
+    text = GOOD.replace("eval_every = 5", "eval_every = 5\nthreads = 1")
+    code, out = invoke("run", str(write(tmp_path, text)), "--store", str(tmp_path / "a"))
+    assert code == 0, out
+    assert "torch threads: 1 ([experiment] threads)" in out and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    code, out = invoke("run", str(write(tmp_path, GOOD)), "--store", str(tmp_path / "b"), "--threads", "1")
+    assert code == 0, out
+    assert "torch threads: 1 (set by --threads)" in out and torch.get_num_threads() == 1
+    code, out = invoke("run", str(write(tmp_path, GOOD)), "--store", str(tmp_path / "c"))
+    assert code == 0, out
+    assert f"torch threads: {torch.get_num_threads()} (torch's default" in out
+
+
+def test_bad_threads_are_refused_naming_the_field(tmp_path):
+    code, out = invoke("run", str(write(tmp_path, GOOD.replace("eval_every = 5", "eval_every = 5\nthreads = 0"))))
+    assert_clean_error(code, out, "experiment.threads")
+    code, out = invoke("run", str(write(tmp_path, GOOD)), "--threads", "0")
+    assert code == 2 and "--threads" in out

@@ -5,3 +5,13 @@ run, and compare the distributions of outcomes with sound statistics.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`optiscope.record` (optiscope.recording), imported when first used: `import optiscope`
+    stays light."""
+    if name in ("record", "RecordedRun"):
+        from optiscope import recording
+
+        return getattr(recording, name)
+    raise AttributeError(f"module 'optiscope' has no attribute {name!r}")

@@ -105,15 +105,19 @@ def run(
     gpus_per_cell: Annotated[float | None, typer.Option(help="ray on cuda: GPUs per ensemble, a fraction shares a card (default 1)")] = None,
     max_retries: Annotated[int, typer.Option(help="ray: retries of an ensemble whose worker died")] = 2,
     shared_store: Annotated[bool | None, typer.Option("--shared-store/--no-shared-store", help="ray: workers can reach the store (keep checkpoints there); default: yes without --address")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (overrides [experiment] threads; 1 on a shared machine)")] = None,
 ) -> None:
     """Train every cell of EXPERIMENT not already in the store (a rerun resumes)."""
     from optiscope.config import load_config
     from optiscope.engine.executors import make_executor
-    from optiscope.engine.runner import plan_missing, resolve_device, run_experiment
+    from optiscope.engine.runner import plan_missing, resolve_device, run_experiment, set_threads
     from optiscope.store import RunStore
 
     try:
         cfg = load_config(experiment)
+        if threads is not None:
+            cfg.experiment.threads = threads
+        n_threads = set_threads(cfg.experiment.threads)
         root = store or Path("runs") / cfg.experiment.name
         run_store = RunStore.create(root)  # fails before training if it cannot be written
         wanted = device or cfg.experiment.device
@@ -151,6 +155,9 @@ def run(
         f"[bold]{cfg.experiment.name}[/]: {what} on {dev}"
         + ("" if executor == "local" else f"; executor {executor} {address or 'local'}")
     )
+    chosen = "set by --threads" if threads is not None else (
+        "[experiment] threads" if cfg.experiment.threads is not None else "torch's default; set threads = 1 on a shared machine")
+    console.print(f"torch threads: {n_threads} ({chosen})", highlight=False, markup=False)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(bar_width=24),

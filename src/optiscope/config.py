@@ -22,6 +22,7 @@ import pydantic
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from optiscope.core.roles import ROLES
 from optiscope.errors import OptiscopeError
 from optiscope.formatting import format_number
 from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
@@ -50,6 +51,9 @@ class ExperimentSection(BaseModel):
     #: Memory (GiB) the ensemble may use, instead of what the device reports free
     #: (optiscope.engine.chunking): a larger ensemble trains in chunks of members.
     max_memory_gb: float | None = Field(None, gt=0)
+    #: torch's intra-op threads for this run (torch.set_num_threads); None: what torch chooses.
+    #: Not part of any cell id: it changes speed (and a sum's last bit), not what is computed.
+    threads: int | None = Field(None, ge=1)
 
     @field_validator("seeds")
     @classmethod
@@ -373,7 +377,17 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise OptiscopeError(f"{path}: malformed TOML: {exc}") from None
+    add_to_path(path.resolve().parent)
     return parse_config(raw, source=str(path))
+
+
+def add_to_path(folder: Path) -> None:
+    """Put the experiment file's folder on `sys.path` (last, so it shadows nothing), so that a
+    task or optimizer named by import path ("mypkg.models:make_task") may live beside the file."""
+    import sys
+
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
@@ -424,8 +438,13 @@ def _check_optimizer(name: str, hyperparameters: dict[str, Any]) -> None:
     """Types from the signature, then ranges by building it on a dummy tensor."""
     checked = check_hyperparameters(name, hyperparameters)
     cls = resolve_optimizer(name)
+    # One dummy tensor per role for a class that reads roles (the task's come at training time).
+    params: list[Any] = (
+        [{"params": [torch.zeros(2, 2, requires_grad=True)], "role": r} for r in ROLES]
+        if getattr(cls, "wants_roles", False) else [torch.zeros(2, 2, requires_grad=True)]
+    )
     try:
-        cls([torch.zeros(2, 2, requires_grad=True)], **checked)
+        cls(params, **checked)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, OptiscopeError):
             raise OptiscopeError(f"optimizer '{name}': {exc}") from None

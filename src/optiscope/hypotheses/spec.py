@@ -269,7 +269,9 @@ class CellRef:
     optimizer: str
 
     def in_task(self, task: str | None, settings: dict[str, Any] | None, task_key: str = "") -> bool:
-        if task is not None and task not in (self.task, task_key):
+        # the config's name, the task as tables name it, or that name without its settings
+        # (a user's ModuleTask shown by its `name=`)
+        if task is not None and task not in (self.task, task_key, task_key.partition("(")[0]):
             return False
         return all(_same(self.task_settings.get(k), v) for k, v in (settings or {}).items())
 

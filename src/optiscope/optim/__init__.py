@@ -17,6 +17,7 @@ from optiscope.optim.muon import Muon
 from optiscope.optim.noise import SGLD, NiGSGD, NiMSGD, NoisySGD
 from optiscope.optim.powerprop import Powerprop
 from optiscope.optim.prodigy import Prodigy
+from optiscope.optim.roles import module_roles, param_groups
 from optiscope.optim.registry import OPTIMIZERS, register_optimizer, resolve_optimizer
 from optiscope.optim.sam import ASAM, SAM
 from optiscope.optim.sgd import SGD
@@ -80,6 +81,8 @@ __all__ = [
     "Steepest",
     "StepContext",
     "Transform",
+    "module_roles",
+    "param_groups",
     "per_member_names",
     "register_optimizer",
     "resolve_optimizer",

@@ -4,8 +4,11 @@ For each hidden matrix: B <- lerp(B, G, 1 - beta); U = lerp(G, B, beta) (Nestero
 O = NS5(U) * sqrt(max(1, rows / cols)); W <- W (1 - lr wd) - lr O. NS5 is five Newton-Schulz
 steps (optiscope.optim.norms.newton_schulz) in bfloat16: an approximate U V^T, i.e. spectral
 descent on the momentum. Every other tensor (embeddings, head, biases, gains; by role from the
-task, or by shape without roles) is trained by AdamW with its own lr, betas and eps, exactly as
-the reference's `MuonWithAuxAdam`. Conv filters are flattened to (out, in * kh * kw) and scaled
+task or `optiscope.optim.param_groups(model)`, or by shape without roles) is trained by AdamW
+with its own lr, betas and eps, exactly as the reference's `MuonWithAuxAdam`. The two parts live
+in separate param groups (`group["part"]`: "muon" or "adamw"), each with its own `lr` (the AdamW
+part's starts at `adamw_lr`), so a `torch.optim.lr_scheduler` anneals both, as it does the
+reference's two groups. Conv filters are flattened to (out, in * kh * kw) and scaled
 by that matrix's shape (the reference uses the last two axes of the 4-D tensor there).
 """
 
@@ -83,11 +86,41 @@ class Muon(EnsembleOptimizer):
 
     def uses_muon(self, group: dict[str, Any], p: Tensor) -> bool:
         """Hidden matrices (by role, or by shape without roles) get Muon; the rest AdamW."""
-        ed = group["ensemble_dims"]
+        if "part" in group:
+            return group["part"] == "muon"
+        ed = group.get("ensemble_dims", self.defaults["ensemble_dims"])
         return role_of(group, p, ed) == "hidden" and p.dim() - ed >= 2
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as up to two: its Muon tensors (`part` "muon", the group's `lr`) and the
+        rest (`part` "adamw", `lr` = `adamw_lr`), so schedulers see the AdamW lr as a group lr."""
+        if "part" in param_group:  # already one part (a state_dict's group, a copy)
+            super().add_param_group(param_group)
+            return
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        muon = [p for p in params if self.uses_muon(param_group, p)]
+        rest = [p for p in params if not self.uses_muon(param_group, p)]
+        if muon or not rest:
+            super().add_param_group({**param_group, "params": muon, "part": "muon"})
+        if rest:
+            adamw_lr = param_group.get("adamw_lr", self.defaults["adamw_lr"])
+            super().add_param_group({**param_group, "params": rest, "part": "adamw", "lr": adamw_lr})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's; a state saved before the parts existed gets them back (the AdamW tensors'
+        `lr` from `adamw_lr`), so its checkpoints resume."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            if "part" not in group and group["params"]:
+                muon = self.uses_muon(group, group["params"][0])
+                group["part"] = "muon" if muon else "adamw"
+                if not muon:
+                    group["lr"] = group["adamw_lr"]
+
     def chain_for(self, group: dict[str, Any], p: Tensor):
-        """A partition: orthogonalised momentum for hidden matrices, AdamW for the rest."""
+        """A partition: orthogonalised momentum for hidden matrices, AdamW for the rest (which
+        reads its own group's `lr`)."""
         if self.uses_muon(group, p):
             return chain(
                 EMAMomentum(), Orthogonalize(),
@@ -95,5 +128,5 @@ class Muon(EnsembleOptimizer):
             )
         return chain(
             ScaleByAdam("adamw_betas", "adamw_eps"),
-            ScaleByLearningRate("adamw_lr", decoupled_weight_decay="adamw_weight_decay"),
+            ScaleByLearningRate("lr", decoupled_weight_decay="adamw_weight_decay"),
         )

@@ -94,6 +94,9 @@ class Powerprop(EnsembleOptimizer):
                 latents.append(v)
             passed = {k: val for k, val in group.items() if k not in ("params", "alpha", "lr", "ensemble_dims")}
             latent_groups.append({**passed, "params": latents})
+        #: The latent of each parameter, in parameter order (the base may regroup them: Muon
+        #: splits a group into its Muon and AdamW parts).
+        self._latents = [v for g in latent_groups for v in g["params"]]
         self.base = build_base(
             given["base"], latent_groups, given["lr"], given["base_hyperparameters"], ensemble_dims
         )
@@ -109,15 +112,16 @@ class Powerprop(EnsembleOptimizer):
         return member_value(alpha, p, self.ensemble_dims)
 
     def _latent_pairs(self) -> Iterable[tuple[dict[str, Any], dict[str, Any], Tensor, Tensor]]:
-        for group, base_group in zip(self.param_groups, self.base.param_groups, strict=True):
-            for p, v in zip(group["params"], base_group["params"], strict=True):
-                yield group, base_group, p, v
+        owner = {id(v): g for g in self.base.param_groups for v in g["params"]}
+        params = ((group, p) for group in self.param_groups for p in group["params"])
+        for (group, p), v in zip(params, self._latents, strict=True):
+            yield group, owner[id(v)], p, v
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = self.evaluate(closure)
         for group, base_group, p, v in self._latent_pairs():
-            if group["lr"] is not None:
+            if group["lr"] is not None and base_group.get("part") != "adamw":  # Muon's AdamW part keeps adamw_lr
                 base_group["lr"] = group["lr"]
             if p.grad is None:
                 v.grad = None

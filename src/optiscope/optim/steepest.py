@@ -11,6 +11,7 @@ anthology's two named special cases; `Steepest` takes a `norm_map` from roles to
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -123,6 +124,28 @@ class Steepest(_DualizedDescent):
         self.norms = check_norm_map(given["norm_map"], given["spectral_method"])
         self.norm_map = {**DEFAULT_NORM_MAP, **(given["norm_map"] or {})}
         super().configure(params, given, ensemble_dims)
+        self._check_roles_reached(given["norm_map"] or {})
+
+    def _check_roles_reached(self, norm_map: Mapping[str, str]) -> None:
+        """A `norm_map` entry whose role no tensor has would be silently ignored: without roles
+        (`model.parameters()`: only `hidden` matrices and `vector`s) that is an error naming the
+        role and the fix; with roles (a task, `param_groups`), a model may simply lack the role
+        (no embedding in an MLP), so a warning."""
+        groups = self.param_groups
+        present = {role_of(g, p, g["ensemble_dims"]) for g in groups for p in g["params"]}
+        missed = [r for r in norm_map if r not in present]
+        if not missed:
+            return
+        with_roles = any(g.get("role") in ROLES for g in groups)
+        what = (f"norm_map names role(s) {missed} but no parameter has them "
+                f"(roles here: {', '.join(sorted(present)) or 'none'})")
+        if not with_roles:
+            raise HyperparameterError(
+                f"{what}: plain tensors only get the roles hidden (matrices) and vector; pass "
+                "optiscope.optim.param_groups(model) instead of model.parameters() so biases, "
+                "gains, embeddings and the head get their roles"
+            )
+        warnings.warn(f"Steepest: {what}; those entries change nothing", stacklevel=4)
 
     def group_defaults(self, hp: dict[str, Any]) -> dict[str, Any]:
         del hp["norm_map"]  # kept on the instance: a group's `norm` key overrides it per tensor

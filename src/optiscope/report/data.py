@@ -94,7 +94,7 @@ class StoreView:
             cid = str(data["cell_id"][i])
             if cid not in by_cell:
                 settings = json.loads(str(data["task_settings"][i]))
-                task_key = str(data["task"][i]) + (
+                task_key = _task_label(data, i) + (
                     "(" + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) + ")"
                     if settings else ""
                 )
@@ -295,6 +295,20 @@ def _role(data: dict[str, Any], i: int) -> str:
 
 def _is_null(v: Any) -> bool:
     return v is None or v is np.ma.masked or (isinstance(v, float) and np.isnan(v))
+
+
+def _task_label(data: dict[str, Any], i: int) -> str:
+    """How tables name a run's task: the `name=` a user's ModuleTask was given (kept in
+    `task_metadata`), else the task's config name."""
+    meta = data.get("task_metadata")
+    if meta is not None and not _is_null(meta[i]):
+        try:
+            shown = json.loads(str(meta[i])).get("display_name")
+        except (ValueError, AttributeError):
+            shown = None
+        if isinstance(shown, str) and shown:
+            return shown
+    return str(data["task"][i])
 
 
 def _none(v: Any) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from optiscope.errors import OptiscopeError, unknown_name
@@ -47,7 +48,16 @@ def task_factory(name: str) -> Callable[..., Task]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise OptiscopeError(f"task '{name}': cannot import module '{module_name}' ({exc})") from None
+        hint = ""
+        missing = getattr(exc, "name", None)
+        if isinstance(exc, ModuleNotFoundError) and missing and module_name.startswith(missing):
+            hint = (
+                f": '{missing}' is not on Python's path (the working directory "
+                f"{Path.cwd()} is not on it when optiscope runs as a command). Put the package in "
+                "the experiment file's folder (that folder is added to the path), install it with "
+                "`pip install -e .`, or set PYTHONPATH=."
+            )
+        raise OptiscopeError(f"task '{name}': cannot import module '{module_name}' ({exc}){hint}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise OptiscopeError(f"task '{name}': module '{module_name}' has no callable '{attr}'")
@@ -64,10 +74,15 @@ def make_task(name: str, **settings: Any) -> Task:
     """Build task `name` with `settings`, checked against its signature (errors name the field)."""
     factory = task_factory(name)
     checked = validate_settings("task", name, settings_function(name), settings)
-    task = factory(**checked)
+    try:
+        task = factory(**checked)
+    except OptiscopeError as exc:  # a user's factory: say which config name built it
+        if not is_import_path(name) or str(exc).startswith(f"task '{name}'"):
+            raise
+        raise OptiscopeError(f"task '{name}': {exc}") from None
     if not isinstance(task, Task):
         raise OptiscopeError(f"task '{name}' returned {type(task).__name__}, not an optiscope Task")
-    if is_import_path(name):
+    if is_import_path(name) and not getattr(task, "named", False):
         task.name = name  # type: ignore[misc]  (tables and errors show the path the config wrote)
     return task
 
