@@ -276,3 +276,7 @@ def test_recorded_seeds_join_the_trained_cell_of_their_setting(stores, tmp_path)
     assert sorted(joined.seeds) == SEEDS + [3, 4] and joined.status == ["ok"] * 5
     assert len({b.batch_id for b in mixed.batches() if b.cell_id == cell.cell_id}) == 3  # trained + 2 recorded
     assert sorted(mixed.final_params(cell.cell_id)) == SEEDS + [3, 4]
+    with pytest.raises(OptiscopeError, match="seed 1 of this setting .* is already in"):
+        train_and_record(tmp_path / "mixed", 1, 0.01)  # trained already: refused before training
+    train_and_record(tmp_path / "mixed", 3, 0.01)  # a recorded seed again: replaces it
+    assert sorted(StoreView.load(mixed).cell(cell.cell_id).seeds) == SEEDS + [3, 4]

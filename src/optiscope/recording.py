@@ -20,7 +20,8 @@ they join its seeds in every analysis (seeds on demand). Each run lands as a bat
 (`Cell.batch_id`), its id `<cell id>-s<seed>`. A registered optimizer or task name gets its
 defaults filled in, as a config's would, so `optimizer="adam", hyperparameters={"lr": 0.01}`
 names the setting an experiment's `adam` with `lr = 0.01` trains. Recording a (setting, seed)
-again replaces it.
+again replaces the earlier recording; a seed the setting already has from training is refused
+(when the run opens if `steps` is given, else when it lands).
 
 Landing is the cells' (optiscope.store): nothing is written until the run closes; then its
 metrics, declarations and parameters land first and its runs file last, each renamed into
@@ -111,6 +112,8 @@ class RecordedRun:
         self._init: dict[str, torch.Tensor] | None = None
         self._started = time.perf_counter()
         self.closed = False
+        if steps is not None:  # the setting is known now: refuse a seed it already has, before training
+            self._check_new_seed()
 
     # -- what the loop calls ----------------------------------------------------------------
     def log(self, step: int, **values: Any) -> None:
@@ -186,8 +189,20 @@ class RecordedRun:
         if self.closed:
             raise OptiscopeError(f"run.{what}: the run {self.run_id} is closed (already landed)")
 
+    def _check_new_seed(self) -> None:
+        """A seed the setting already holds from a trained batch would count twice: refused."""
+        cell = self.cell()
+        for b in self.store.batches():
+            if b.cell_id == cell.cell_id and b.batch_id != cell.batch_id and not b.failed and self.seed in b.seeds:
+                raise OptiscopeError(
+                    f"record: seed {self.seed} of this setting ({cell.display_name} on {self.task}) is "
+                    f"already in {self.store.root} (batch {b.batch_id}); record another seed, or "
+                    "into another store"
+                )
+
     def _land(self, error: str | None) -> None:
         self._check_open("close")
+        self._check_new_seed()
         self.closed = True
         keys = sorted(self._values, key=lambda k: k[0])  # by step, names in logging order
         steps = np.array([s for s, _ in keys], dtype=np.int64)
