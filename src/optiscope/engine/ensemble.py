@@ -52,6 +52,11 @@ def vmapped(fn: Callable[[Params, dict[str, Tensor]], Any], chunk_size: int | No
     return vmap(merged, in_dims=(0, 0, None), chunk_size=chunk_size)
 
 
+def _over_members(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-member mask (S,) shaped to broadcast against stacked tensor `like` (S, ...)."""
+    return mask.reshape(mask.shape + (1,) * (like.dim() - 1))
+
+
 def eval_chunk_size(task: Task, n_members: int) -> int | None:
     """Members evaluated at once: bounded so full-data evaluation fits in memory."""
     return None if n_members <= 8 else 8
@@ -146,16 +151,23 @@ class EnsembleStep:
         return loss
 
     def freeze(self, newly: Tensor) -> None:
-        for k, p in self.params.items():
-            snap = self._frozen_values.setdefault(k, torch.zeros_like(p.detach()))
-            snap[newly] = p.detach()[newly]
+        """Snapshot members in `newly` by masking: no boolean indexing (it would read the
+        mask's count back to the host), so it runs every step without a synchronisation."""
+        with torch.no_grad():
+            for k, p in self.params.items():
+                v = p.detach()
+                snap = self._frozen_values.get(k)
+                if snap is None:
+                    snap = self._frozen_values[k] = torch.zeros_like(v)
+                torch.where(_over_members(newly, v), v, snap, out=snap)
 
     def restore_frozen(self, frozen: Tensor) -> None:
         if not self._frozen_values:
             return
         with torch.no_grad():
             for k, p in self.params.items():
-                p[frozen] = self._frozen_values[k][frozen]
+                v = p.detach()
+                torch.where(_over_members(frozen, v), self._frozen_values[k], v, out=v)
 
     def finish(self, frozen: Tensor) -> None:
         finish = getattr(self.optimizer, "finish", None)

@@ -165,7 +165,11 @@ class MemberCost:
 
 class StopTracker:
     """Watches the cells of one ensemble (`parts`: member ranges) and records the counters and
-    time when each cell's last member diverges: alone, that cell would have stopped there."""
+    time when each cell's last member diverges: alone, that cell would have stopped there.
+
+    It reads the trainer's divergence record as of its last sync point (no synchronisation per
+    step) and takes the counters of the step the cell's last member diverged at from the
+    trainer's trail, as a lone run rewinds to them (engine.trainer)."""
 
     def __init__(self, trainer: Any, parts: Sequence[tuple[int, int]]):
         self.trainer, self.parts = trainer, list(parts)
@@ -173,14 +177,15 @@ class StopTracker:
         self._alive = -1
 
     def update(self) -> None:
-        alive = self.trainer.diverged_step.count(None)
+        known = self.trainer.known_diverged_step
+        alive = known.count(None)
         if alive == self._alive:
             return
         self._alive = alive
         for i, (a, b) in enumerate(self.parts):
-            if i not in self.stops and all(d is not None for d in self.trainer.diverged_step[a:b]):
-                t = self.trainer
-                self.stops[i] = (t.grad_evals, t.func_evals, t.elapsed)
+            if i not in self.stops and all(d is not None for d in known[a:b]):
+                stop = max(d for d in known[a:b] if d is not None) + 1
+                self.stops[i] = self.trainer.spent_at(stop)
 
     def state(self) -> list[list[float]]:
         return [[i, *v] for i, v in sorted(self.stops.items())]

@@ -5,17 +5,27 @@ How a step is taken is a strategy: all members in one vmap with an ensemble-awar
 (`optiscope.engine.ensemble.EnsembleStep`), or member by member with any `torch.optim.Optimizer`
 (`optiscope.engine.loop.MemberLoopStep`). Everything around the step lives here, so a third-party
 optimizer gets the same metrics, probes and checkpoints as a built-in one.
+
+The step loop never waits for the device. Divergence is detected on the device: a member whose
+loss is not finite is frozen by masking (`torch.where`), its step recorded in a device tensor,
+and nothing is read back per step. The host reads the divergence record, and the time, only
+where it needs the device anyway: at an evaluation, a probe, a checkpoint and the end of the cell
+(the *sync points*). The loop's "every member diverged" exit is checked there too; when it finds
+that the last member diverged a few steps earlier, the cell is rewound to that step (counters and
+step number), so the store is what a per-step check would have written, and the few steps run
+past it cost only time. Times are read after synchronising the device (engine.device), so they
+measure work, not kernel launches.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from optiscope.engine.device import DeviceClock
 from optiscope.engine.precision import matmul_precision
 from optiscope.engine.result import CellResult, MetricLog
 from optiscope.tasks.base import Params, Task
@@ -59,15 +69,16 @@ class StepStrategy(Protocol):
     def train_step(self, step: int, frozen: Tensor, check: Callable[[Tensor], None]) -> Tensor:
         """Update every member not `frozen`; return the per-member loss at the pre-update point.
         `check(loss)` is called as soon as the losses are known (before any update they would
-        spoil, where the strategy can)."""
+        spoil, where the strategy can). An ensemble strategy reads nothing back to the host."""
         ...
 
     def freeze(self, newly: Tensor) -> None:
-        """Members in `newly` diverged: keep them where they are from now on."""
+        """Members in `newly` (a device mask, possibly all False) diverged: keep them where they
+        are from now on. Called every step; masking only, no host read."""
         ...
 
     def restore_frozen(self, frozen: Tensor) -> None:
-        """Undo whatever a step did to frozen members."""
+        """Undo whatever a step did to frozen members (masking only, no host read)."""
         ...
 
     def finish(self, frozen: Tensor) -> None:
@@ -92,7 +103,11 @@ def _most(value: Any) -> int:
 
 
 class Trainer:
-    """Trains one cell: the step `strategy` takes the steps, this loop does everything else."""
+    """Trains one cell: the step `strategy` takes the steps, this loop does everything else.
+
+    `clock`: how times are read (default: a `DeviceClock` on the strategy's device, which
+    synchronises it first).
+    """
 
     def __init__(
         self,
@@ -100,6 +115,7 @@ class Trainer:
         seeds: Sequence[int],
         *,
         probes: ProbeHook | Sequence[ProbeHook] | None = None,
+        clock: DeviceClock | None = None,
     ):
         self.strategy = strategy
         self.task = strategy.task
@@ -113,10 +129,18 @@ class Trainer:
         self.probes: list[ProbeHook] = list(probes)
         n = len(self.seeds)
         self.frozen = torch.zeros(n, dtype=torch.bool, device=self.device)
-        self.diverged_step: list[int | None] = [None] * n
+        #: Each member's first non-finite step (-1: none), kept on the device.
+        self.diverged_at = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        self._known_diverged: list[int | None] = [None] * n  # as of the last read-back
         self.metrics = MetricLog(n)
         self.step = 0
         self.elapsed = 0.0
+        self.clock = clock or DeviceClock(self.device)
+        self._mark: float | None = None  # clock reading where training time last resumed
+        #: Counters after each step since the previous sync point (a rewind target).
+        self._trail: dict[int, dict[str, Any]] = {}
+        self._synced_at = 0  # step of the last sync point
+        self._rewound: dict[str, Any] | None = None  # counters fixed by a rewind
 
     @property
     def init_params(self) -> Params:
@@ -126,13 +150,53 @@ class Trainer:
     def precision(self) -> str:
         return getattr(self.strategy, "precision", "fp32")
 
+    def counters(self) -> dict[str, Any]:
+        """The strategy's counters, or those of the step a rewind went back to."""
+        return self._rewound if self._rewound is not None else self.strategy.counters()
+
     @property
     def grad_evals(self) -> int:
-        return _most(self.strategy.counters()["grad_evals"])
+        return _most(self.counters()["grad_evals"])
 
     @property
     def func_evals(self) -> int:
-        return _most(self.strategy.counters()["func_evals"])
+        return _most(self.counters()["func_evals"])
+
+    # -- divergence, read back from the device ----------------------------------------------------
+    @property
+    def diverged_step(self) -> list[int | None]:
+        """Each member's first non-finite step (None: never). Reading it synchronises the
+        device; the step loop reads it only at its sync points (`known_diverged_step`)."""
+        self._read_divergence()
+        return list(self._known_diverged)
+
+    @diverged_step.setter
+    def diverged_step(self, steps: Sequence[int | None]) -> None:
+        values = [-1 if d is None else int(d) for d in steps]
+        self.diverged_at = torch.tensor(values, dtype=torch.long, device=self.device)
+        self.frozen = self.diverged_at >= 0
+        self._known_diverged = [None if d < 0 else d for d in values]
+
+    @property
+    def known_diverged_step(self) -> list[int | None]:
+        """`diverged_step` as of the last sync point (no synchronisation)."""
+        return list(self._known_diverged)
+
+    def _read_divergence(self) -> None:
+        """The one read-back of the divergence record (a host-device synchronisation)."""
+        at = self.diverged_at.tolist()
+        self._known_diverged = [None if d < 0 else int(d) for d in at]
+
+    def all_diverged(self) -> bool:
+        """Whether every member has diverged, as of the last sync point."""
+        return all(d is not None for d in self._known_diverged)
+
+    def spent_at(self, step: int) -> tuple[int, int, float]:
+        """(grad_evals, func_evals, elapsed) when the loop had taken `step` steps, for a step
+        since the previous sync point (the elapsed time is the last one read: the time a run
+        alone would also have spent before it noticed)."""
+        counters = self._trail.get(step) or self.counters()
+        return _most(counters["grad_evals"]), _most(counters["func_evals"]), self.elapsed
 
     # -- one step -----------------------------------------------------------------------------
     def train_step(self) -> Tensor:
@@ -143,12 +207,10 @@ class Trainer:
         return loss
 
     def _check_divergence(self, loss: Tensor) -> None:
-        """Freeze members whose loss is not finite; record the step (pre-update numbering)."""
-        newly = ~torch.isfinite(loss.detach()) & ~self.frozen
-        if not bool(newly.any()):
-            return
-        for i in torch.nonzero(newly).flatten().tolist():
-            self.diverged_step[i] = self.step
+        """Freeze members whose loss is not finite; record the step (pre-update numbering).
+        All on the device: nothing is read back here."""
+        newly = ~torch.isfinite(loss.detach()).to(self.device) & ~self.frozen
+        self.diverged_at.masked_fill_(newly, self.step)
         self.strategy.freeze(newly)
         self.frozen |= newly
 
@@ -164,14 +226,17 @@ class Trainer:
     def log_eval(self) -> None:
         for name, values in self.evaluate().items():
             self.metrics.add(self.step, name, values)
-        counters = self.strategy.counters()
+        counters = self.counters()
         for name in ("grad_evals", "func_evals"):
             self.metrics.add(self.step, name, _as_values(counters[name]))
         time_s = counters.get("time_s")
         self.metrics.add(self.step, "time_s", self.elapsed if time_s is None else _as_values(time_s))
 
-    def log_probes(self, total_steps: int) -> None:
-        due = [p for p in self.probes if p.due(self.step, total_steps)]
+    def probes_due(self, total_steps: int) -> list[ProbeHook]:
+        return [p for p in self.probes if p.due(self.step, total_steps)]
+
+    def log_probes(self, total_steps: int, due: list[ProbeHook] | None = None) -> None:
+        due = self.probes_due(total_steps) if due is None else due
         if not due:
             return
         values = self.strategy.values()
@@ -180,7 +245,43 @@ class Trainer:
             for name, v in out.items():
                 self.metrics.add(self.step, name, v)
 
+    # -- time -------------------------------------------------------------------------------------
+    def _resume_clock(self) -> None:
+        """Training time starts (again) now: after the device finished what came before."""
+        self._mark = self.clock.now()
+
+    def _pause_clock(self) -> None:
+        """Add the training time since `_resume_clock` (the device synchronised first)."""
+        if self._mark is not None:
+            self.elapsed += self.clock.now() - self._mark
+            self._mark = None
+
     # -- the whole cell -------------------------------------------------------------------------
+    def advance(self, log_every: int) -> None:
+        """One step of the loop between sync points: the step, its logged batch loss and the
+        counters it leaves (a rewind target). Reads nothing back from the device."""
+        iterate = self.step
+        loss = self.train_step()
+        if iterate % log_every == 0:
+            self.metrics.add(iterate, "batch_loss", loss.detach())
+        counters = self.strategy.counters()
+        self._trail[self.step] = {k: list(v) if isinstance(v, list) else v for k, v in counters.items()}
+
+    def sync(self) -> bool:
+        """A sync point: read the divergence record back; True when every member has diverged,
+        in which case the cell is rewound to the step where its last member did."""
+        self._read_divergence()
+        for s in [s for s in self._trail if s <= self._synced_at]:
+            del self._trail[s]  # keep (previous sync point, now]: spent_at looks there
+        self._synced_at = self.step
+        if not self.all_diverged():
+            return False
+        stop = max(d for d in self._known_diverged if d is not None) + 1
+        if stop < self.step and stop in self._trail:
+            self._rewound = self._trail[stop]
+            self.step = stop
+        return True
+
     def run(
         self,
         steps: int,
@@ -194,31 +295,40 @@ class Trainer:
         if self.step == 0:
             self.log_eval()
             self.log_probes(steps)
-        while self.step < steps and not bool(self.frozen.all()):
-            t0 = time.perf_counter()
-            iterate = self.step
-            loss = self.train_step()
-            if iterate % log_every == 0:
-                self.metrics.add(iterate, "batch_loss", loss.detach())
+        stopped = self.all_diverged()
+        reported = self.step
+        self._resume_clock()
+        while self.step < steps and not stopped:
+            self.advance(log_every)
             if self.step == steps:
                 self.finish()
-            self.elapsed += time.perf_counter() - t0
-            if self.step % eval_every == 0 or self.step == steps:
-                self.log_eval()
-            self.log_probes(steps)
+            due = self.probes_due(steps)
+            eval_due = self.step % eval_every == 0 or self.step == steps
+            ckpt_due = checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0
+            if eval_due or due or ckpt_due or self.step == steps:
+                self._pause_clock()
+                stopped = self.sync()
+                if not stopped:
+                    if eval_due:
+                        self.log_eval()
+                    self.log_probes(steps, due)
             if on_step is not None:
                 on_step(1)
-            if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
+                reported += 1
+            if ckpt_due and not stopped:
                 checkpoint(self)
-        if on_step is not None and self.step < steps:
-            on_step(steps - self.step)  # every member diverged: the rest of the bar is skipped
+            if self._mark is None:
+                self._resume_clock()
+        self._pause_clock()
+        if on_step is not None and reported < steps:
+            on_step(steps - reported)  # every member diverged: the rest of the bar is skipped
         return self.result()
 
     def result(self) -> CellResult:
         values = self.strategy.values()
         return CellResult(
             seeds=self.seeds,
-            diverged_step=list(self.diverged_step),
+            diverged_step=self.diverged_step,
             metrics=self.metrics,
             grad_evals=self.grad_evals,
             func_evals=self.func_evals,
@@ -251,11 +361,12 @@ class Trainer:
             raise ValueError(f"checkpoint is of a {mode}-mode run, this trainer runs in "
                              f"{self.strategy.mode} mode")
         self.strategy.load_state(state)
-        self.frozen = state["frozen"].to(self.device)
         self.diverged_step = [None if d < 0 else int(d) for d in state["diverged_step"]]
+        self.frozen = state["frozen"].to(self.device)
         self.elapsed = float(state["elapsed"])
         self.metrics = MetricLog.from_state(len(self.seeds), state["metrics"])
         self.step = int(state["step"])
+        self._synced_at, self._trail, self._rewound = self.step, {}, None
 
 
 class StrategyTrainer(Trainer):
