@@ -1,5 +1,6 @@
 """Core conventions shared by optimizers, probes and tasks: the seeded, counter-based RNG
-(`optiscope.core.rng`) and the per-member axis helpers (`optiscope.core.members`).
+(`optiscope.core.rng`), the per-member axis helpers (`optiscope.core.members`) and the device
+helpers (`optiscope.core.device`: clocks read after a synchronisation, pinned host copies).
 
 Nothing here imports another optiscope package except `optiscope.errors`, so every layer may
 depend on it.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optiscope.core.device import DeviceClock
 from optiscope.engine.precision import autocast, check_precision
 from optiscope.engine.trainer import StrategyTrainer
 from optiscope.optim.roles import parameters_for
@@ -65,6 +65,9 @@ class MemberLoopStep:
         self.grad_evals = [0] * n
         self.func_evals = [0] * n
         self.time_s = [0.0] * n  # each member's own training time, as a lone run would take
+        #: Member times are read after a device synchronisation (the loop is the reference and
+        #: syncs per member anyway: its loss is read back as a number).
+        self.clock = DeviceClock(self.device)
 
     def values(self) -> Params:
         return {k: torch.stack([p[k].detach() for p in self.members]) for k in self.members[0]}
@@ -103,11 +106,11 @@ class MemberLoopStep:
             if is_frozen:
                 losses.append(math.nan)
                 continue
-            t0 = time.perf_counter()
+            t0 = self.clock.now()
             first_loss: list[float] = []
             batch = self.task.train_batch(self._seed(i), step).to(self.device).member(0)
             self.optimizers[i].step(self.closure(i, batch, first_loss))
-            self.time_s[i] += time.perf_counter() - t0
+            self.time_s[i] += self.clock.now() - t0
             # An optimizer that never called the closure gave no loss: treated as diverged.
             losses.append(first_loss[0] if first_loss else math.nan)
         loss = torch.tensor(losses, device=self.device)

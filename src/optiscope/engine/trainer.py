@@ -13,7 +13,7 @@ where it needs the device anyway: at an evaluation, a probe, a checkpoint and th
 (the *sync points*). The loop's "every member diverged" exit is checked there too; when it finds
 that the last member diverged a few steps earlier, the cell is rewound to that step (counters and
 step number), so the store is what a per-step check would have written, and the few steps run
-past it cost only time. Times are read after synchronising the device (engine.device), so they
+past it cost only time. Times are read after synchronising the device (core.device), so they
 measure work, not kernel launches.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from optiscope.engine.device import DeviceClock
+from optiscope.core.device import DeviceClock
 from optiscope.engine.precision import matmul_precision
 from optiscope.engine.result import CellResult, MetricLog
 from optiscope.tasks.base import Params, Task

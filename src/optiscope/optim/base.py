@@ -154,8 +154,8 @@ class ScaleByLearningRate(Apply):
     def apply(self, u: Direction, p: Tensor, state: dict, group: dict, ctx: StepContext) -> None:
         lr = ctx.raw(group, self.lr, p)
         if self.decay is not None:
-            wd = ctx.raw(group, self.decay, p)
-            if not is_zero(wd):
+            if not is_zero(group[self.decay]):
+                wd = ctx.raw(group, self.decay, p)
                 p.mul_(ctx.member(1 - lr * wd, p))
         d = u if isinstance(u, Scaled) else Scaled(u)
         alpha = -(lr * d.factor / d.divisor)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -275,7 +276,11 @@ def on_device(value: Any, device: torch.device, *, wide: bool = True) -> Any:
         return tuple(on_device(v, device, wide=wide) for v in value)
     if isinstance(value, Tensor):
         dtype = (torch.float32 if device.type == "mps" else torch.float64) if wide else None
-        return value.detach().to(device=device, dtype=dtype or value.dtype, copy=True)
+        placed = value.detach().to(device=device, dtype=dtype or value.dtype, copy=True)
+        if value.device.type == "cpu":
+            for name in _FACT_TESTS:  # known from the host copy: no device read at step time
+                _fact(placed, name, source=value.detach().to(dtype or value.dtype))
+        return placed
     return value
 
 
@@ -295,9 +300,40 @@ def all_positive(value: Any) -> bool:
     return bool((value > 0).all()) if isinstance(value, Tensor) else value > 0
 
 
+#: Yes/no facts about per-member hyperparameter tensors (all zero, none zero), by identity and
+#: in-place version: a step asks them every time, and on a GPU each answer would be a host
+#: synchronisation. Entries keep their tensor alive, so an equal id means the same tensor.
+_FACTS: OrderedDict[tuple[int, str], tuple[Tensor, int, bool]] = OrderedDict()
+_FACTS_KEPT = 4096
+_FACT_TESTS: dict[str, Callable[[Tensor], Tensor]] = {
+    "zero": lambda v: (v == 0).all(),
+    "nonzero": lambda v: (v != 0).all(),
+}
+
+
+def _fact(value: Tensor, name: str, source: Tensor | None = None) -> bool:
+    """Fact `name` of `value`, read back once per value (from `source`, a host copy with the
+    same values, when given: then not even once)."""
+    key = (id(value), name)
+    hit = _FACTS.get(key)
+    if hit is not None and hit[0] is value and hit[1] == value._version:
+        return hit[2]
+    answer = bool(_FACT_TESTS[name](value if source is None else source))
+    _FACTS[key] = (value, value._version, answer)
+    if len(_FACTS) > _FACTS_KEPT:
+        _FACTS.popitem(last=False)
+    return answer
+
+
 def is_zero(value: Any) -> bool:
-    """True when a hyperparameter (number or per-member tensor) is zero for every member."""
-    return bool((value == 0).all()) if isinstance(value, Tensor) else value == 0
+    """True when a hyperparameter (number or per-member tensor) is zero for every member.
+    Pass the group's own value (not a reshaped copy): its answer is cached."""
+    return _fact(value, "zero") if isinstance(value, Tensor) else value == 0
+
+
+def none_zero(value: Any) -> bool:
+    """True when a hyperparameter (number or per-member tensor) is nonzero for every member."""
+    return _fact(value, "nonzero") if isinstance(value, Tensor) else value != 0
 
 
 def is_per_member(group: Mapping[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from optiscope.optim.base import (
     add_scaled,
     chain,
 )
-from optiscope.optim.hyperparameters import is_zero, member_value
+from optiscope.optim.hyperparameters import is_zero, member_value, none_zero
 
 
 def _zeros(p: Tensor) -> Tensor:
@@ -43,8 +43,9 @@ class AddDecayedWeights(Transform):
     """L2 penalty folded into the gradient: u <- u + weight_decay * p (coupled decay)."""
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        wd = ctx.hyper(group, "weight_decay", p)
-        return u if is_zero(wd) else add_scaled(u, p, wd, out=ctx.scratch(p, "decayed"))
+        if is_zero(group["weight_decay"]):
+            return u
+        return add_scaled(u, p, ctx.hyper(group, "weight_decay", p), out=ctx.scratch(p, "decayed"))
 
 
 def decayed_chain(scale: Transform, decoupled: bool) -> tuple[Transform, ...]:
@@ -62,9 +63,9 @@ class Momentum(Transform):
     """
 
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
-        mu = ctx.hyper(group, "momentum", p)
-        if is_zero(mu):
+        if is_zero(group["momentum"]):
             return u
+        mu = ctx.hyper(group, "momentum", p)
         buf = state.get("momentum_buffer")
         if buf is None:
             buf = state["momentum_buffer"] = u.detach().clone()
@@ -73,7 +74,7 @@ class Momentum(Transform):
             add_scaled(buf.mul_(mu), u, damp, inplace=True)
         if group["nesterov"]:
             return add_scaled(u, buf, mu, out=ctx.scratch(p, "nesterov"))
-        if isinstance(mu, Tensor) and not bool((mu != 0).all()):
+        if not none_zero(group["momentum"]):
             return torch.where(mu == 0, u, buf)  # torch.optim.SGD: no momentum, no dampening
         return buf
 

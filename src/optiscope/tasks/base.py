@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from optiscope.core.device import to_device
 from optiscope.core.roles import ROLES  # re-exported: the role vocabulary is core's
 from optiscope.errors import OptiscopeError
 
@@ -42,9 +43,11 @@ class MemberBatch:
         return {**{k: v[i] for k, v in self.per_member.items()}, **self.shared}
 
     def to(self, device: torch.device | str) -> MemberBatch:
+        """On `device`; host tensors bound for CUDA go through pinned memory without blocking
+        (optiscope.core.device.to_device)."""
         return MemberBatch(
-            {k: v.to(device, non_blocking=True) for k, v in self.per_member.items()},
-            {k: v.to(device, non_blocking=True) for k, v in self.shared.items()},
+            {k: to_device(v, device) for k, v in self.per_member.items()},
+            {k: to_device(v, device) for k, v in self.shared.items()},
         )
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from optiscope.core.device import to_device
 from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
 from optiscope.tasks.data import EpochSampler
 from optiscope.tasks.layers import MlpClassifier
@@ -140,7 +141,7 @@ class ContinualTask(MlpClassifier, Task):
     def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
         k = self.stage(step)
         x, y = self.train_sets[k]
-        idx = self.samplers[k].indices(seeds, step).to(x.device)
+        idx = to_device(self.samplers[k].indices(seeds, step), x.device)
         return MemberBatch(per_member={"x": x[idx], "y": y[idx]})
 
     def eval_batch(self, seeds: Tensor, step: int) -> MemberBatch:

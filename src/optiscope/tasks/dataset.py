@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from optiscope.core.device import to_device
 from optiscope.tasks.base import MemberBatch, MetricInfo, Task, require
 from optiscope.tasks.data import EpochSampler
 
@@ -108,7 +109,7 @@ class DatasetTask(Task):
         self.sampler = EpochSampler(len(x), self.batch_size)
 
     def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
-        idx = self.sampler.indices(seeds, step).to(self.x.device)
+        idx = to_device(self.sampler.indices(seeds, step), self.x.device)
         return MemberBatch(per_member={"x": self.x[idx], "y": self.y[idx]})
 
     def eval_batch(self, seeds: Tensor, step: int) -> MemberBatch:

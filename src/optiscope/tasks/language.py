@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
+from optiscope.core.device import to_device
 from optiscope.core.rng import member_generator, random_bits
+from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
 from optiscope.tasks.registry import register_task
 
 VOCAB = 256
@@ -219,7 +220,7 @@ class ByteTransformer(Task):
 
     def train_batch(self, seeds: Tensor, step: int) -> MemberBatch:
         idx = self.window_offsets(seeds, step)[..., None] + torch.arange(self.context + 1)
-        return MemberBatch(per_member={"windows": self.train_tokens[idx.to(self.train_tokens.device)]})
+        return MemberBatch(per_member={"windows": self.train_tokens[to_device(idx, self.train_tokens.device)]})
 
     def _fixed_windows(self, tokens: Tensor) -> Tensor:
         starts = torch.linspace(0, len(tokens) - self.context - 1, self.eval_windows).long()

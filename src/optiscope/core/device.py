@@ -4,7 +4,7 @@ A GPU runs kernels asynchronously: a Python timer around a step measures kernel 
 the work, and a copy from ordinary (pageable) host memory waits for the stream to drain. So:
 
 - `DeviceClock` synchronises the device before every reading: the time between two readings is
-  work done. The engine reads it only where it records a time anyway (an evaluation, the end of
+  work done. The engine (optiscope.engine.trainer) reads it only where it records a time anyway (an evaluation, the end of
   a cell), never per step, so timing adds no synchronisation to the step loop.
 - `to_device` copies a host tensor to a CUDA device from pinned (page-locked) memory with
   `non_blocking=True`, as `DataLoader(pin_memory=True)` does, so the host does not wait for the
