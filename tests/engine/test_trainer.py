@@ -267,3 +267,76 @@ def test_a_diverging_member_is_frozen_in_loop_mode_exactly_as_in_ensemble_mode()
         rows[mode] = sorted(zip(cols["member"].tolist(), cols["step"].tolist(), cols["name"].tolist()))
     assert rows["ensemble"] == rows["loop"]
     assert max(s for m, s, _ in rows["loop"] if m == 1) < expected
+
+
+# -- honest timing ---------------------------------------------------------------------------------
+class _AsyncDevice:
+    """A fake asynchronous device: work is queued by the step and shows on the clock only once
+    `sync` has waited for it (as `torch.cuda.synchronize` does); evaluation queues slow work that
+    must not count as training time."""
+
+    def __init__(self):
+        self.now, self.queued = 0.0, 0.0
+        self.events: list[str] = []
+
+    def clock(self) -> float:
+        self.events.append("clock")
+        return self.now
+
+    def sync(self, device) -> None:
+        self.events.append("sync")
+        self.now += self.queued
+        self.queued = 0.0
+
+
+def _timed(mode: str, device: _AsyncDevice, task: Task):
+    from optiscope.core.device import DeviceClock
+
+    t = trainer(mode, task, {"lr": 0.1})
+    fake = DeviceClock("cpu", clock=device.clock, sync=device.sync)
+    t.clock = fake
+    if mode == "loop":
+        t.strategy.clock = fake
+    # One second of device work per step (per member's step in loop mode), launched
+    # asynchronously; evaluation queues 100 s.
+    if mode == "loop":
+        for opt in t.strategy.optimizers:
+            opt.step = _queueing(opt.step, device, 1.0)
+    else:
+        t.strategy.train_step = _queueing(t.strategy.train_step, device, 1.0)
+    t.strategy.evaluate = _queueing(t.strategy.evaluate, device, 100.0)
+    return t
+
+
+def _queueing(fn, device: _AsyncDevice, seconds: float):
+    def queued(*args, **kwargs):
+        device.queued += seconds
+        return fn(*args, **kwargs)
+
+    return queued
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "loop"])
+def test_times_are_read_after_a_device_synchronisation(mode):
+    device = _AsyncDevice()
+    t = _timed(mode, device, _Quadratic())
+    result = t.run(steps=10, eval_every=5, log_every=1)
+    # Every clock reading comes right after a synchronisation...
+    assert device.events and all(
+        device.events[i - 1] == "sync" for i, e in enumerate(device.events) if e == "clock")
+    # ...so the 10 seconds of queued step work are all counted, and none of evaluation's.
+    if mode == "ensemble":
+        assert result.wall_time_s == pytest.approx(10.0)
+        assert metric(result, "time_s") == {0: pytest.approx([0.0] * 3), 5: pytest.approx([5.0] * 3),
+                                            10: pytest.approx([10.0] * 3)}
+    else:  # each member's own time
+        times = metric(result, "time_s")
+        assert times[5] == pytest.approx([5.0] * 3) and times[10] == pytest.approx([10.0] * 3)
+
+
+def test_the_step_loop_synchronises_only_at_its_sync_points():
+    device = _AsyncDevice()
+    t = _timed("ensemble", device, _Quadratic())
+    t.run(steps=20, eval_every=5, log_every=1)
+    # Two synchronisations (end of training time, start again) per evaluation, none per step.
+    assert device.events.count("sync") == 2 * 4

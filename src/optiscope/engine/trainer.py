@@ -317,7 +317,7 @@ class Trainer:
                 reported += 1
             if ckpt_due and not stopped:
                 checkpoint(self)
-            if self._mark is None:
+            if self._mark is None and self.step < steps and not stopped:
                 self._resume_clock()
         self._pause_clock()
         if on_step is not None and reported < steps:
