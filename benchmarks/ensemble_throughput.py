@@ -17,7 +17,7 @@ machines here are shared and noisy, noise only adds time, and only ratios taken 
 are compared.
 
     python benchmarks/ensemble_throughput.py [--sizes 1 8 64] [--optimizers adam muon shampoo sam]
-        [--compile] [--overhead] [--device cpu]
+        [--loop-sizes 512] [--loop-steps 5] [--compile] [--overhead] [--device cpu]
 """
 
 from __future__ import annotations
@@ -182,8 +182,8 @@ def throughput(args, task, device: str) -> None:
         t_loop = t_mm = t_bw = float("inf")
         t_opt = {n: float("inf") for n in names}
         for _ in range(args.rounds):  # interleaved: every figure sees the same machine
-            if "adam" in names:
-                t_loop = min(t_loop, per_seed_loop(task, seeds, args.steps, device))
+            if "adam" in names and (args.loop_sizes is None or s in args.loop_sizes):
+                t_loop = min(t_loop, per_seed_loop(task, seeds, args.loop_steps or args.steps, device))
             for n, trainer in trainers.items():
                 best[n] = min(best[n], engine_seconds(trainer, args.steps, device))
             flops, mm = matmul_kernels(s, task.batch_size, dims, device)
@@ -196,7 +196,7 @@ def throughput(args, task, device: str) -> None:
             evals = trainers[n].optimizer.grad_evals_per_step
             roof = evals * t_mm + t_opt[n] + UPDATE_FLOATS[base] * 4 * n_params * s * t_bw
             rate = s / best[n]
-            loop = f"{t_loop / best[n]:.2f}x" if base == "adam" else "-"
+            loop = f"{t_loop / best[n]:.2f}x" if base == "adam" and t_loop < float("inf") else "-"
             vs_adam = f"{best['adam'] / best[n]:.2f}x" if "adam" in best else "-"
             print(f"{n:>9} {s:>6} {rate:>13.1f} {loop:>8} {vs_adam:>8} {s / roof:>9.1f} "
                   f"{roof / best[n]:>9.2f} {evals * flops / best[n] / 1e9:>12.1f} "
@@ -284,6 +284,11 @@ def main() -> None:
     ap.add_argument("--optimizers", nargs="+", default=["adam", "muon", "shampoo", "sam"],
                     choices=sorted(UPDATE_FLOATS))
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--loop-sizes", type=int, nargs="+", default=None,
+                    help="sizes at which to time the per-seed loop (default: every size); "
+                         "it takes S times a step, so a GPU check times it at 512 only")
+    ap.add_argument("--loop-steps", type=int, default=None,
+                    help="timed steps of the per-seed loop (default: --steps)")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true",

@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests mirror src/optiscope/; slow ones are marked `slow`.
+"""Shared fixtures. Tests mirror src/optiscope/; slow ones are marked `slow`, those that need a
+CUDA GPU `gpu` (skipped here when torch sees none; `make gpu-check` runs them on a GPU).
 
 OPTISCOPE_TEST_THREADS=n runs every test with `torch.set_num_threads(n)` (over the one thread
 some folders pin), to check that results do not depend on the thread count; PyTorch's own
@@ -22,11 +23,25 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (gpu tests skip)"
     return (
         f"torch {torch.__version__}: {torch.get_num_threads()} threads"
         f"{' (OPTISCOPE_TEST_THREADS)' if TEST_THREADS else ''}, "
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, CUDA GPU: {gpu}"
     )
+
+
+#: Why a `gpu` test is skipped, or None when it can run.
+NO_GPU = None if torch.cuda.is_available() else "needs a CUDA GPU (torch.cuda.is_available() is False)"
+
+
+def pytest_collection_modifyitems(config, items):
+    if NO_GPU is None:
+        return
+    skip = pytest.mark.skip(reason=NO_GPU)
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)

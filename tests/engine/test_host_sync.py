@@ -76,8 +76,20 @@ def train_scenario(name: str, root: Path) -> dict[str, list]:
     return store_rows(store)
 
 
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "host-checked"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_stores_equal_those_written_with_a_host_check_every_step(name, tmp_path):
+def test_stores_equal_those_written_with_a_host_check_every_step(name, masked, tmp_path, monkeypatch):
+    # masked: the GPU's way (nothing read back per step), forced on the CPU; host-checked: the
+    # CPU's own way (engine.trainer: a host read costs nothing there).
+    from optiscope.engine.trainer import Trainer
+
+    real_init = Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.masked = masked
+
+    monkeypatch.setattr(Trainer, "__init__", init)
     ref = json.loads(REFERENCE.read_text())[name]
     got = train_scenario(name, tmp_path)
     assert got["runs"] == ref["runs"]  # status, diverged_step and counters exactly

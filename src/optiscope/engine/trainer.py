@@ -8,7 +8,9 @@ optimizer gets the same metrics, probes and checkpoints as a built-in one.
 
 The step loop never waits for the device. Divergence is detected on the device: a member whose
 loss is not finite is frozen by masking (`torch.where`), its step recorded in a device tensor,
-and nothing is read back per step. The host reads the divergence record, and the time, only
+and nothing is read back per step. (On the CPU, where reading a value waits for nothing, the loop
+asks the host whether any member diverged before masking: the same result, without masking every
+tensor every step; `Trainer.masked` says which.) The host reads the divergence record, and the time, only
 where it needs the device anyway: at an evaluation, a probe, a checkpoint and the end of the cell
 (the *sync points*). The loop's "every member diverged" exit is checked there too; when it finds
 that the last member diverged a few steps earlier, the cell is rewound to that step (counters and
@@ -141,6 +143,9 @@ class Trainer:
         self._trail: dict[int, dict[str, Any]] = {}
         self._synced_at = 0  # step of the last sync point
         self._rewound: dict[str, Any] | None = None  # counters fixed by a rewind
+        #: Mask every step (an asynchronous device: a host read would wait for its queue), or
+        #: first ask the host whether any member diverged (the CPU: reading costs nothing).
+        self.masked = self.device.type != "cpu"
 
     @property
     def init_params(self) -> Params:
@@ -210,6 +215,8 @@ class Trainer:
         """Freeze members whose loss is not finite; record the step (pre-update numbering).
         All on the device: nothing is read back here."""
         newly = ~torch.isfinite(loss.detach()).to(self.device) & ~self.frozen
+        if not self.masked and not bool(newly.any()):
+            return
         self.diverged_at.masked_fill_(newly, self.step)
         self.strategy.freeze(newly)
         self.frozen |= newly
