@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow browser bench studies clean
+.PHONY: setup demo test test-slow browser bench gpu-check studies clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,15 @@ test-slow: setup browser
 
 bench: setup
 	$(BIN)/python benchmarks/ensemble_throughput.py
+
+# The prepared device check on a CUDA GPU, at most 8 minutes on an H100: GPU tests, ensemble
+# throughput at 64/512/4096 seeds, lr-grid packing, one study bigger than shipped; every figure in
+# $OUT/gpu_check.txt (else runs/gpu_check.txt). No `setup` here: on a GPU machine it would install
+# the CPU build of torch; the script uses .venv/bin/python if it exists, else python3 (PYTHON=...).
+# GPU_CHECK_ARGS=--dry-run prints the plan; --smoke runs every step at toy sizes on the CPU.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # Every study under studies/: train, report, verify its hypotheses (a failing verdict does not
 # stop the rest), then write studies/FINDINGS.md and the README's findings table.

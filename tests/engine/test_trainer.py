@@ -272,7 +272,7 @@ def test_a_diverging_member_is_frozen_in_loop_mode_exactly_as_in_ensemble_mode()
 # -- honest timing ---------------------------------------------------------------------------------
 class _AsyncDevice:
     """A fake asynchronous device: work is queued by the step and shows on the clock only once
-    `sync` has waited for it (as `torch.cuda.synchronize` does); evaluation queues slow work that
+    `sync` has waited for it (as a CUDA synchronize does); evaluation queues slow work that
     must not count as training time."""
 
     def __init__(self):
