@@ -102,12 +102,7 @@ def test_without_cuda_every_gpu_test_is_skipped_and_none_runs():
     summary = run.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+ skipped in [\d.]+s", summary), summary
     assert int(summary.split()[0]) >= 15
-    assert "needs a CUDA GPU" in run.stdout
-    unmarked = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "--collect-only", "-m", "not gpu", *files],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert "no tests collected" in unmarked.stdout or "0 selected" in unmarked.stdout, unmarked.stdout[-800:]
+    assert "needs a CUDA GPU" in run.stdout  # the reason, from tests/conftest.py
 
 
 @pytest.mark.slow
