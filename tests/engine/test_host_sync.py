@@ -76,11 +76,13 @@ def train_scenario(name: str, root: Path) -> dict[str, list]:
     return store_rows(store)
 
 
-@pytest.mark.parametrize("masked", [True, False], ids=["masked", "host-checked"])
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_stores_equal_those_written_with_a_host_check_every_step(name, masked, tmp_path, monkeypatch):
-    # masked: the GPU's way (nothing read back per step), forced on the CPU; host-checked: the
-    # CPU's own way (engine.trainer: a host read costs nothing there).
+def _values(rows: list) -> np.ndarray:
+    return np.array([np.nan if m[4] is None else m[4] for m in rows], dtype=float)
+
+
+def _forcing_masked(monkeypatch, masked: bool) -> None:
+    """Every Trainer masks (the GPU's way, nothing read back per step) or asks the host first
+    (the CPU's own way, engine.trainer: a host read costs nothing there)."""
     from optiscope.engine.trainer import Trainer
 
     real_init = Trainer.__init__
@@ -90,16 +92,29 @@ def test_stores_equal_those_written_with_a_host_check_every_step(name, masked, t
         self.masked = masked
 
     monkeypatch.setattr(Trainer, "__init__", init)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_stores_equal_those_written_with_a_host_check_every_step(name, tmp_path, monkeypatch):
     ref = json.loads(REFERENCE.read_text())[name]
-    got = train_scenario(name, tmp_path)
-    assert got["runs"] == ref["runs"]  # status, diverged_step and counters exactly
+    stores = {}
+    for masked in (True, False):
+        _forcing_masked(monkeypatch, masked)
+        stores[masked] = train_scenario(name, tmp_path / str(masked))
+    # The two ways give the same store, bit for bit, in one process.
+    assert stores[True]["runs"] == stores[False]["runs"]
+    assert stores[True]["metrics"] == stores[False]["metrics"]
+    got = stores[True]
+    # Against the reference recorded with the per-step host check: status, diverged_step,
+    # counters and which rows exist, exactly.
+    assert got["runs"] == ref["runs"]
     assert any(r[3] == "diverged" for r in got["runs"])
     assert [m[:4] for m in got["metrics"]] == [m[:4] for m in ref["metrics"]]
-    a = np.array([np.nan if m[4] is None else m[4] for m in got["metrics"]], dtype=float)
-    b = np.array([np.nan if m[4] is None else m[4] for m in ref["metrics"]], dtype=float)
-    # Short horizons (12-20 steps) in float32: the same code on another CPU rounds a few ulps
-    # apart; 1e-5 relative is ~100x float32 epsilon.
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, equal_nan=True)
+    # Values to float32 rounding of another CPU: these runs sit at the edge of divergence, where
+    # Rosenbrock amplifies a last-bit difference to 1.1e-3 relative by the last recorded step
+    # (measured: reference from AVX-512, run with ATEN_CPU_CAPABILITY=default); 1e-2 leaves ~10x.
+    np.testing.assert_allclose(_values(got["metrics"]), _values(ref["metrics"]), rtol=1e-2, atol=1e-6,
+                               equal_nan=True)
 
 
 def write_reference() -> None:
