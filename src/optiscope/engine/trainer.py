@@ -75,8 +75,9 @@ class StepStrategy(Protocol):
         ...
 
     def freeze(self, newly: Tensor) -> None:
-        """Members in `newly` (a device mask, possibly all False) diverged: keep them where they
-        are from now on. Called every step; masking only, no host read."""
+        """Members in `newly` (a device mask) diverged: keep them where they are from now on.
+        Masking only, no host read: on an asynchronous device it is called every step, with a
+        mask that is usually all False (`Trainer.masked`)."""
         ...
 
     def restore_frozen(self, frozen: Tensor) -> None:
