@@ -12,6 +12,7 @@
 #   5. one shipped study bigger than shipped (there is no --scale paper option yet):
 #      studies/inan_vision_sam at 64 seeds x 2000 steps (shipped: 8 x 500; its README's "bigger"
 #      run is 32 x 2000), trained with `optiscope run --device cuda`, then `optiscope verify`
+#   6. the figures against issue 23's targets (benchmarks/gpu_check_summary.py)
 #
 # Every figure goes to one file, $OUT/gpu_check.txt when OUT is set (else runs/gpu_check.txt),
 # as well as to stdout. Each step has its own time limit, so one that hangs cannot eat the rest.
@@ -65,11 +66,11 @@ STUDY=inan_vision_sam
 if [ "$SMOKE" = 1 ]; then
   SIZES="2 4"; LOOP_SIZES="4"; TP_ARGS="--steps 2 --loop-steps 2 --rounds 1 --hidden 16 --overhead-seeds 4 --overhead-steps 4"
   GRID_ARGS="--steps 2 --rounds 1 --seeds 2 --hidden 16"; STUDY_SEEDS=2; STUDY_STEPS=4
-  LIMITS=(60 120 120 120 180)
+  LIMITS=(60 120 120 120 180 30)
 else
   SIZES="64 512 4096"; LOOP_SIZES="512"; TP_ARGS="--steps 20 --loop-steps 5 --rounds 3 --overhead-seeds 512 --overhead-steps 200"
   GRID_ARGS="--steps 200 --rounds 3"; STUDY_SEEDS=64; STUDY_STEPS=2000
-  LIMITS=(30 150 140 50 110)  # seconds: 480 in all, the 8 minutes
+  LIMITS=(30 150 140 45 105 10)  # seconds: 480 in all, the 8 minutes
 fi
 STUDY_TOML="$WORK/$STUDY.toml"
 STORE="$WORK/$STUDY-store"
@@ -80,13 +81,14 @@ if [ "${DEVICE%%:*}" = cuda ]; then
   CUDA_CHECK="; assert torch.cuda.is_available(), \"torch sees no CUDA device\""
 fi
 
-NAMES=(preflight gpu-tests throughput grid-packing study)
+NAMES=(preflight gpu-tests throughput grid-packing study summary)
 COMMANDS=(
   "$PY -c 'import optiscope, torch, duckdb, pyarrow, pydantic, typer, rich, scipy, mnist1d, sklearn, optuna, pytest$CUDA_CHECK; print(\"imports ok\")'"
   "$PY -m pytest -m gpu -q -p no:cacheprovider -rs $GPU_TESTS"
   "$PY benchmarks/ensemble_throughput.py --device $DEVICE --sizes $SIZES --optimizers adam muon sam --loop-sizes $LOOP_SIZES $TP_ARGS --overhead"
   "$PY benchmarks/grid_ensemble.py --device $DEVICE $GRID_ARGS"
   "sed -E 's/^seeds = [0-9]+/seeds = $STUDY_SEEDS/; s/^steps = [0-9]+/steps = $STUDY_STEPS/' studies/$STUDY/study.toml > $STUDY_TOML && $PY -m optiscope.cli run $STUDY_TOML --store $STORE --device $DEVICE || exit 1; $PY -m optiscope.cli verify $STORE; echo \"verify exit: \$?\"; $PY -m optiscope.cli query $STORE 'SELECT label, count(*) AS runs, count(*) FILTER (WHERE status <> '\\''ok'\\'') AS not_ok, max(grad_evals) AS grad_evals, max(wall_time_s) AS wall_s, any_value(device) AS device FROM runs GROUP BY 1 ORDER BY 1'"
+  "$PY benchmarks/gpu_check_summary.py $FIGURES"
 )
 
 say() { echo "$*" | tee -a "$FIGURES"; }

@@ -32,8 +32,9 @@ def test_the_dry_run_plans_every_measurement_within_eight_minutes(tmp_path):
     assert run.returncode == 0, run.stderr
     plan = run.stdout
     assert f"figures to: {tmp_path}/gpu_check.txt" in plan
-    steps = re.findall(r"^\[(\d)/5\] (\S+) \(limit (\d+) s\): (.*)$", plan, re.M)
-    assert [s[1] for s in steps] == ["preflight", "gpu-tests", "throughput", "grid-packing", "study"]
+    steps = re.findall(r"^\[(\d)/6\] (\S+) \(limit (\d+) s\): (.*)$", plan, re.M)
+    assert [s[1] for s in steps] == ["preflight", "gpu-tests", "throughput", "grid-packing", "study",
+                                     "summary"]
     commands = {name: cmd for _, name, _, cmd in steps}
     assert "torch.cuda.is_available()" in commands["preflight"]
     assert "-m pytest -m gpu" in commands["gpu-tests"]
@@ -110,6 +111,27 @@ def test_the_smoke_run_executes_every_step_at_toy_sizes_on_the_cpu(tmp_path):
     run = check("--smoke", out=tmp_path, timeout=600)
     figures = (tmp_path / "gpu_check.txt").read_text()
     assert run.returncode == 0, figures[-3000:]
-    for name in ("preflight", "gpu-tests", "throughput", "grid-packing", "study"):
+    for name in ("preflight", "gpu-tests", "throughput", "grid-packing", "study", "summary"):
         assert f"-> {name}: exit 0" in figures
     assert "packed / separate:" in figures and "seed-steps/s" in figures and "verify exit:" in figures
+
+
+def test_the_summary_reads_the_targets_from_the_benchmarks_tables():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from gpu_check_summary import summary
+    finally:
+        sys.path.pop(0)
+    text = """
+optimizer  seeds  seed-steps/s  vs loop  vs adam  roofline  fraction  matmul GF/s  peak GF/s
+     adam    512      150000.0  312.50x    1.00x   1.0  0.5  1.0  2.0
+     muon    512       90000.0        -    0.60x   1.0  0.5  1.0  2.0
+     adam   4096      380000.0        -    1.00x   1.0  0.5  1.0  2.0
+packed / separate: 3.20x
+"""
+    assert summary(text) == [
+        "Adam seed-steps/s at 4096 seeds: 380000 seed-steps/s (target >= 400000): missed",
+        "Adam vs the per-seed loop at 512 seeds: 312.5 x (target >= 250): met",
+        "packed lr grid vs its cells one by one: 3.2 x (target >= 3): met",
+    ]
+    assert summary("")[0] == "Adam seed-steps/s at 4096 seeds: missing (target >= 400000 seed-steps/s)"
