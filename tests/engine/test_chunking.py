@@ -108,8 +108,12 @@ def test_forced_small_memory_trains_in_chunks_equal_to_one_ensemble(task):
 
 
 def test_on_cuda_the_free_device_memory_is_the_budget(monkeypatch, task):
-    """The CUDA path, checked without a GPU: mem_get_info's free bytes set the chunk."""
-    total = member_footprint(task, Adam, {}).total
+    """The CUDA path, checked without a GPU: mem_get_info's free bytes set the chunk, and each
+    member also needs the parameter snapshot divergence masking keeps there (engine.trainer)."""
+    cpu, masked = member_footprint(task, Adam, {}), member_footprint(task, Adam, {}, masked=True)
+    assert cpu.frozen_snapshot == 0 and masked.frozen_snapshot == masked.params
+    assert masked.total == cpu.total + cpu.params
+    total = masked.total
     free = int(10.5 * total / SAFETY)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 4 * free))
     assert available_bytes("cuda") == free

@@ -40,10 +40,14 @@ class MemberFootprint:
     optimizer_state: int
     batch: int
     activations: int
+    #: The copy of the parameters divergence masking keeps (engine.trainer: on an asynchronous
+    #: device the snapshot exists from the first step; on the CPU only once a member diverges).
+    frozen_snapshot: int = 0
 
     @property
     def total(self) -> int:
-        return self.params + self.grads + self.optimizer_state + self.batch + self.activations
+        return (self.params + self.grads + self.optimizer_state + self.batch + self.activations
+                + self.frozen_snapshot)
 
 
 def available_bytes(device: torch.device | str, max_memory_gb: float | None = None) -> int:
@@ -144,11 +148,13 @@ def _activation_bytes(task: Task, params: dict[str, Tensor]) -> tuple[int, int]:
 
 
 def member_footprint(
-    task: Task, optimizer_cls: type, hyperparameters: dict[str, Any], n_members: int = 1
+    task: Task, optimizer_cls: type, hyperparameters: dict[str, Any], n_members: int = 1,
+    *, masked: bool = False,
 ) -> MemberFootprint:
     """What one member of an ensemble of `optimizer_cls` on `task` occupies while training.
 
-    `n_members` says which per-member hyperparameter tensors to cut to one member.
+    `n_members` says which per-member hyperparameter tensors to cut to one member; `masked`:
+    the trainer masks divergence every step (a non-CPU device), keeping a parameter snapshot.
     """
     params = task.init_params(0)
     param_bytes = _nbytes(list(params.values()))
@@ -160,7 +166,8 @@ def member_footprint(
                     FALLBACK_STATE_FACTOR)
         state = int(FALLBACK_STATE_FACTOR * param_bytes)
     batch, activations = _activation_bytes(task, params)
-    return MemberFootprint(param_bytes, param_bytes, state, batch, activations)
+    return MemberFootprint(param_bytes, param_bytes, state, batch, activations,
+                           frozen_snapshot=param_bytes if masked else 0)
 
 
 def member_chunk_size(
@@ -177,7 +184,8 @@ def member_chunk_size(
     Never less than 1: a single member that does not fit is tried anyway (and warned about),
     since nothing smaller exists.
     """
-    footprint = member_footprint(task, optimizer_cls, hyperparameters, n_members)
+    footprint = member_footprint(task, optimizer_cls, hyperparameters, n_members,
+                                 masked=torch.device(device).type != "cpu")
     budget = SAFETY * available_bytes(device, max_memory_gb)
     fits = int(budget // max(footprint.total, 1))
     if fits >= n_members:
