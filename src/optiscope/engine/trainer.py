@@ -273,7 +273,10 @@ class Trainer:
         if iterate % log_every == 0:
             self.metrics.add(iterate, "batch_loss", loss.detach())
         counters = self.strategy.counters()
-        self._trail[self.step] = {k: list(v) if isinstance(v, list) else v for k, v in counters.items()}
+        # Shared counters (one number for all members) go on counting for frozen members: keep
+        # them to rewind to. Per-member ones (loop mode) stop when a member freezes: no need.
+        if not any(isinstance(v, list) for v in counters.values()):
+            self._trail[self.step] = dict(counters)
 
     def sync(self) -> bool:
         """A sync point: read the divergence record back; True when every member has diverged,
