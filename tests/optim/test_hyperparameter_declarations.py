@@ -140,3 +140,28 @@ def test_declare_and_without():
     assert [h.name for h in without(d, "lr")] == ["weight_decay"]
     with pytest.raises(TypeError, match="momentum"):
         declare(LR, momentum=0.9)
+
+
+# -- facts about per-member values, asked every step, read from the device once at most -----------
+def test_placed_per_member_values_answer_is_zero_without_reading_the_device():
+    import optiscope.optim.hyperparameters as hp_mod
+
+    # meta tensors have no values: reading one raises, so an answer must come from placement
+    placed = hp_mod.on_device(torch.tensor([0.0, 0.9]), torch.device("meta"))
+    assert placed.device.type == "meta"
+    assert not hp_mod.is_zero(placed) and not hp_mod.none_zero(placed)
+    zeros = hp_mod.on_device(torch.zeros(3), torch.device("meta"))
+    assert hp_mod.is_zero(zeros) and not hp_mod.none_zero(zeros)
+
+
+def test_a_value_changed_in_place_is_asked_again_and_per_step_copies_are_not_kept():
+    import optiscope.optim.hyperparameters as hp_mod
+
+    placed = hp_mod.on_device(torch.tensor([0.5, 0.9]), torch.device("cpu"))
+    assert not hp_mod.is_zero(placed)
+    placed.zero_()  # a scheduler writing into the group's tensor
+    assert hp_mod.is_zero(placed)
+    kept = len(hp_mod._FACTS)
+    for _ in range(10):
+        assert hp_mod.is_zero(torch.zeros(2))  # a fresh copy each time: answered, not kept
+    assert len(hp_mod._FACTS) == kept

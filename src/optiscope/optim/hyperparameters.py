@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -300,10 +301,12 @@ def all_positive(value: Any) -> bool:
     return bool((value > 0).all()) if isinstance(value, Tensor) else value > 0
 
 
-#: Yes/no facts about per-member hyperparameter tensors (all zero, none zero), by identity and
-#: in-place version: a step asks them every time, and on a GPU each answer would be a host
-#: synchronisation. Entries keep their tensor alive, so an equal id means the same tensor.
-_FACTS: OrderedDict[tuple[int, str], tuple[Tensor, int, bool]] = OrderedDict()
+#: Yes/no facts about the per-member hyperparameter tensors of param groups (all zero, none
+#: zero), by identity and in-place version: a step asks them every time, and on a GPU each answer
+#: would be a host synchronisation. They are learnt from the host copy when a value is placed on
+#: its device (`on_device`); a value changed in place (a scheduler) is asked again once. Weak
+#: references: an entry never keeps a tensor alive, and a reused id is not mistaken for it.
+_FACTS: OrderedDict[tuple[int, str], tuple[weakref.ref, int, bool]] = OrderedDict()
 _FACTS_KEPT = 4096
 _FACT_TESTS: dict[str, Callable[[Tensor], Tensor]] = {
     "zero": lambda v: (v == 0).all(),
@@ -312,16 +315,19 @@ _FACT_TESTS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def _fact(value: Tensor, name: str, source: Tensor | None = None) -> bool:
-    """Fact `name` of `value`, read back once per value (from `source`, a host copy with the
-    same values, when given: then not even once)."""
+    """Fact `name` of `value`: from the cache when it holds this value at this version, else
+    computed (from `source`, a host copy with the same values, when given) and, for a value the
+    cache knows (or `source` introduces), remembered. Other tensors (a reshaped copy made per
+    step) are not remembered: the cache stays the size of the groups' values."""
     key = (id(value), name)
     hit = _FACTS.get(key)
-    if hit is not None and hit[0] is value and hit[1] == value._version:
+    if hit is not None and hit[0]() is value and hit[1] == value._version:
         return hit[2]
     answer = bool(_FACT_TESTS[name](value if source is None else source))
-    _FACTS[key] = (value, value._version, answer)
-    if len(_FACTS) > _FACTS_KEPT:
-        _FACTS.popitem(last=False)
+    if source is not None or (hit is not None and hit[0]() is value):
+        _FACTS[key] = (weakref.ref(value), value._version, answer)
+        if len(_FACTS) > _FACTS_KEPT:
+            _FACTS.popitem(last=False)
     return answer
 
 
