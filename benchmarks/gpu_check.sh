@@ -17,11 +17,13 @@
 # Every figure goes to one file, $OUT/gpu_check.txt when OUT is set (else runs/gpu_check.txt),
 # as well as to stdout. Each step has its own time limit, so one that hangs cannot eat the rest.
 #
-#   benchmarks/gpu_check.sh [--dry-run] [--smoke] [--device DEV] [--help]
+#   benchmarks/gpu_check.sh [--dry-run] [--smoke] [--device DEV] [--only STEPS] [--help]
 #
 #   --dry-run   print the plan (every command and its time limit) and exit; needs no GPU
 #   --smoke     run every step at toy sizes on DEV (default cpu): checks the commands themselves
 #   --device    the device the benchmarks and the study use (default cuda; --smoke: cpu)
+#   --only      comma-separated steps to run (the preflight always runs), e.g. to rerun one that
+#               failed: --only throughput,summary
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +34,7 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 DRY=0
 SMOKE=0
 DEVICE=""
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
@@ -40,8 +43,12 @@ while [ $# -gt 0 ]; do
       if [ $# -lt 2 ]; then echo "gpu_check.sh: --device needs a value (cuda, cuda:N or cpu)" >&2; exit 2; fi
       DEVICE="$2"; shift ;;
     --device=*) DEVICE="${1#--device=}" ;;
+    --only)
+      if [ $# -lt 2 ]; then echo "gpu_check.sh: --only needs a value (comma-separated steps)" >&2; exit 2; fi
+      ONLY="$2"; shift ;;
+    --only=*) ONLY="${1#--only=}" ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (allowed: --dry-run, --smoke, --device DEV, --help)" >&2; exit 2 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (allowed: --dry-run, --smoke, --device DEV, --only STEPS, --help)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -91,6 +98,19 @@ COMMANDS=(
   "$PY benchmarks/gpu_check_summary.py $FIGURES"
 )
 
+if [ -n "$ONLY" ]; then
+  for step in ${ONLY//,/ }; do
+    case " ${NAMES[*]} " in
+      *" $step "*) ;;
+      *) echo "gpu_check.sh: --only: unknown step '$step' (steps: ${NAMES[*]})" >&2; exit 2 ;;
+    esac
+  done
+fi
+
+selected() {  # whether step $1 runs: the preflight always, the rest as --only says
+  [ "$1" = preflight ] || [ -z "$ONLY" ] || case ",$ONLY," in *",$1,"*) true ;; *) false ;; esac
+}
+
 say() { echo "$*" | tee -a "$FIGURES"; }
 
 header() {
@@ -105,6 +125,7 @@ if [ "$DRY" = 1 ]; then
   echo "figures to: $FIGURES"
   total=0
   for i in "${!NAMES[@]}"; do
+    selected "${NAMES[$i]}" || continue
     echo "[$((i + 1))/${#NAMES[@]}] ${NAMES[$i]} (limit ${LIMITS[$i]} s): ${COMMANDS[$i]}"
     total=$((total + LIMITS[i]))
   done
@@ -113,7 +134,7 @@ if [ "$DRY" = 1 ]; then
 fi
 
 mkdir -p "$OUT_DIR"
-: > "$FIGURES"
+[ -n "$ONLY" ] || : > "$FIGURES"  # a rerun of some steps (--only) appends to the last figures
 header
 if [ "${DEVICE%%:*}" = cuda ]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$FIGURES"
@@ -122,6 +143,7 @@ $PY -c 'import torch; print(f"torch {torch.__version__}, CUDA {torch.version.cud
 
 failed=0
 for i in "${!NAMES[@]}"; do
+  selected "${NAMES[$i]}" || continue
   say ""
   say "## [$((i + 1))/${#NAMES[@]}] ${NAMES[$i]} (limit ${LIMITS[$i]} s)"
   say "\$ ${COMMANDS[$i]}"

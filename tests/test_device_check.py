@@ -50,13 +50,19 @@ def test_the_dry_run_plans_every_measurement_within_eight_minutes(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--bogus"], "unknown argument '--bogus' (allowed: --dry-run, --smoke, --device DEV, --help)"),
+    (["--bogus"], "unknown argument '--bogus' (allowed: --dry-run, --smoke, --device DEV, --only STEPS, --help)"),
+    (["--only", "throughput,bench"], "--only: unknown step 'bench' (steps: preflight gpu-tests throughput"),
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N (got 'tpu')"),
     (["--device"], "--device needs a value"),
 ])
 def test_bad_arguments_get_one_line_naming_the_allowed_values(args, message):
     run = check(*args)
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_only_reruns_the_steps_named_after_the_preflight():
+    plan = check("--dry-run", "--only", "throughput,summary").stdout
+    assert re.findall(r"^\[\d/6\] (\S+)", plan, re.M) == ["preflight", "throughput", "summary"]
 
 
 def test_help_and_device_choice():
