@@ -308,7 +308,8 @@ class Trainer:
             self.log_probes(steps)
         stopped = self.all_diverged()
         reported = self.step
-        self._resume_clock()
+        if self.step < steps and not stopped:
+            self._resume_clock()
         while self.step < steps and not stopped:
             self.advance(log_every)
             if self.step == steps:
