@@ -8,6 +8,7 @@ probe vectors are Rademacher, drawn from `generator`, probe axis first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -35,30 +36,44 @@ class HessianDiagonal(dict):
     stderr: dict[str, Tensor] | None
 
 
-def exact_diagonal(op: HessianOperator, chunk_size: int = 256) -> Params:
-    """diag H one coordinate at a time: (H e_i)_i for every basis vector, batched in chunks.
+def diagonal_entries(op: HessianOperator, name: str, idx: Tensor, chunk_size: int = 256) -> Tensor:
+    """Exact entries (H_WW)_ii of tensor `name`'s Hessian block at flat indices `idx`.
 
-    P products for P parameters (all members at once): exact, and meant for small models.
+    `idx` is (m,) (the same entries for every member) or (m, *members) (each member its own);
+    returns (m, *members). One block product (`HessianOperator.block`) per entry, batched in
+    chunks whose vectors hold at most ~16M numbers.
     """
     e = op.ensemble_dims
+    t = op.params[name]
+    members, shape = t.shape[:e], t.shape[e:]
+    n = shape.numel()
+    chunk = max(1, min(chunk_size, (1 << 24) // max(t.numel(), 1)))
+    idx = idx.to(t.device)
+    pieces = []
+    for start in range(0, idx.shape[0], chunk):
+        j = idx[start : start + chunk]
+        m = j.shape[0]
+        if j.dim() == 1:
+            basis = torch.nn.functional.one_hot(j, n).to(t.dtype).reshape(m, *(1,) * e, *shape).expand(m, *t.shape)
+            j = j.reshape(m, *(1,) * e).expand(m, *members)
+        else:
+            basis = torch.nn.functional.one_hot(j, n).to(t.dtype).reshape(m, *t.shape)
+        cols = op.block(name, basis).reshape(m, *members, n)
+        pieces.append(cols.gather(-1, j[..., None])[..., 0])
+    return torch.cat(pieces)
+
+
+def exact_diagonal(op: HessianOperator, chunk_size: int = 256, names: list[str] | None = None) -> Params:
+    """diag H one coordinate at a time: (H e_i)_i for every basis vector, batched in chunks.
+
+    P products for P parameters (all members at once), each a product with one tensor's
+    diagonal block only; `names` restricts it to some tensors (then only their entries count).
+    """
     out = {}
-    for name, t in op.params.items():
-        shape = t.shape[e:]
-        n = shape.numel()
-        # Bound the memory of one chunk of full-size vectors (zeros elsewhere) to ~16M numbers.
-        total = sum(p.numel() for p in op.params.values())
-        chunk = max(1, min(chunk_size, (1 << 24) // max(total, 1)))
-        pieces = []
-        for start in range(0, n, chunk):
-            idx = torch.arange(start, min(start + chunk, n), device=t.device)
-            basis = torch.nn.functional.one_hot(idx, n).to(t.dtype).reshape(len(idx), *(1,) * e, *shape)
-            v = {
-                k: (basis.expand(len(idx), *t.shape) if k == name else p.new_zeros(()).expand(len(idx), *p.shape))
-                for k, p in op.params.items()
-            }
-            cols = op(v, batched=True)[name].reshape(len(idx), *t.shape[:e], n)
-            pieces.append(cols.gather(-1, idx.reshape(-1, *(1,) * e, 1).expand(len(idx), *t.shape[:e], 1))[..., 0])
-        diag = torch.cat(pieces)  # (n, *members)
+    for name in names if names is not None else op.names:
+        t = op.params[name]
+        n = t.shape[op.ensemble_dims :].numel()
+        diag = diagonal_entries(op, name, torch.arange(n), chunk_size)  # (n, *members)
         out[name] = diag.movedim(0, -1).reshape(t.shape)
     return out
 
@@ -108,24 +123,145 @@ def hessian_diagonal(
 
 
 # -- R_med (Jiang, Malik, Li 2023) ------------------------------------------------------------
+#: What one Hessian-vector product costs in training steps (one gradient of a minibatch of the
+#: same size), as the R_med cost rule counts it. Forward-over-reverse costs a small multiple of a
+#: gradient (Pearlmutter 1994; Griewank & Walther 2008 bound it by a constant), and a product
+#: with one tensor's block (`HessianOperator.block`) less: `benchmarks/r_med_cost.py` measures
+#: 0.2-0.4 steps per product on the shipped linear net and 0.2-3 on the transformer (first-layer
+#: and embedding blocks dearest). A fixed constant, not a timing, so that which estimator a
+#: tensor gets depends on the model alone, never on the machine or its load (cells compared
+#: must use the same estimator).
+HVP_COST_IN_STEPS = 1.0
+#: Default budget of the R_med probe, in training steps per tensor and probe step: 512 products,
+#: so every tensor of up to 512 entries (the linear net's 20x20 and 10x20 matrices, every bias
+#: and gain) gets its exact diagonal.
+DIAGONAL_BUDGET_STEPS = 512.0
+#: Under the sampled estimator, the share of a tensor's products spent on candidates for the max.
+CANDIDATE_SHARE = 8
+
+
+def max_hvps(budget_steps: float) -> int:
+    """Products one tensor's diagonal may cost at one probe step under `budget_steps`."""
+    return int(budget_steps // HVP_COST_IN_STEPS)
+
+
 class RMed(dict):
-    """name -> R_med of that tensor; `estimator`, `samples`, `hvps` and the `diagonal` used."""
+    """name -> R_med of that tensor (per member; NaN where undefined).
+
+    Attributes: `estimator` ("exact", "sampled", "hutchinson", or "mixed" when tensors differ),
+    `estimators` (name -> that tensor's), `exact_entries` (name -> diagonal entries computed
+    exactly per member), `undefined` (name -> bool per member: median |diag| is 0), `samples`
+    (Hutchinson probes spent, 0 if none), `hvps` (products per member) and `diagonal` (the full
+    diagonal where one was computed: exact or Hutchinson; None for a sampled tensor).
+    """
 
     estimator: str
+    estimators: dict[str, str]
+    exact_entries: dict[str, int]
+    undefined: dict[str, Tensor]
     samples: int
     hvps: int
-    diagonal: HessianDiagonal
+    diagonal: dict[str, Tensor | None]
+
+
+def _median(a: Tensor, dim: int) -> Tensor:
+    return torch.quantile(a, 0.5, dim=dim)  # interpolates for an even count (numpy's convention)
+
+
+def _ratio(top: Tensor, median: Tensor) -> tuple[Tensor, Tensor]:
+    undefined = median == 0
+    return torch.where(undefined, torch.full_like(top, float("nan")), top / median), undefined
 
 
 def r_med_from_diagonal(diagonal: Tensor, ensemble_dims: int = 0) -> Tensor:
     """max_i |d_i| / median_i |d_i| over one tensor's Hessian diagonal (per member).
 
     The median interpolates between the two middle values for an even count (numpy's
-    convention). A median of zero (more than half the entries flat, e.g. dead ReLU units)
-    gives inf, which is the statistic's honest value there.
+    convention). Where the median is 0 (more than half the entries flat: the rows of an
+    embedding no token in the probe batch uses, dead ReLU units) the ratio is undefined and
+    the result is NaN, never inf: a reduction over tensors (`reduce = "median"`, a NaN-ignoring
+    median) then leaves that tensor out instead of counting it as the largest.
     """
     a = flat_member(diagonal.abs(), ensemble_dims)
-    return a.amax(-1) / torch.quantile(a, 0.5, dim=-1)
+    return _ratio(a.amax(-1), _median(a, -1))[0]
+
+
+def sampled_r_med(
+    op: HessianOperator,
+    name: str,
+    hvps: int,
+    screen: Tensor | None,
+    generator: torch.Generator | None,
+    chunk_size: int = 256,
+) -> tuple[Tensor, Tensor]:
+    """R_med of a tensor too large for its exact diagonal, from `hvps` exact diagonal entries.
+
+    The median from exact entries at a uniform random sample of coordinates (the same for
+    every member); the max from the exact entries at the largest |screen| coordinates of each
+    member (`hvps // CANDIDATE_SHARE` of them; `screen` is a Hutchinson diagonal, whose noise
+    only decides where to look) and at the sample. Every entry used is exact, so the only
+    errors are the sample median's spread and a max below the true one when the screen misses
+    the largest entry (biased low, never high as Hutchinson's max is). Returns (R_med,
+    undefined) per member.
+    """
+    e = op.ensemble_dims
+    t = op.params[name]
+    n = t.shape[e:].numel()
+    c = min(n, max(1, hvps // CANDIDATE_SHARE)) if screen is not None else 0
+    m = min(n, hvps - c)
+    sample = torch.randperm(n, generator=generator)[:m]
+    d_sample = diagonal_entries(op, name, sample, chunk_size).abs()  # (m, *members)
+    top = d_sample.amax(0)
+    if c:
+        cand = flat_member(screen.abs(), e).topk(c, dim=-1).indices.movedim(-1, 0)  # (c, *members)
+        top = torch.maximum(top, diagonal_entries(op, name, cand, chunk_size).abs().amax(0))
+    return _ratio(top, _median(d_sample, 0))
+
+
+def plan_diagonals(numels: dict[str, int], budget_steps: float) -> dict[str, str]:
+    """The cost rule: "exact" for a tensor whose p entries cost p products within
+    `budget_steps` training steps (`HVP_COST_IN_STEPS` each), else "sampled"."""
+    limit = max_hvps(budget_steps)
+    return {k: "exact" if n <= limit else "sampled" for k, n in numels.items()}
+
+
+def r_med_per_tensor(
+    op: HessianOperator,
+    names: list[str],
+    budget_steps: float,
+    screen: Callable[[], Params] | None,
+    generator: torch.Generator | None,
+) -> RMed:
+    """R_med of each tensor in `names` under the cost rule (`plan_diagonals`).
+
+    `screen()` gives a Hutchinson diagonal, asked for only if some tensor is sampled (the
+    probes share theirs with the trace; its products are counted in `hvps` only if drawn
+    here). Every entry of the result records its estimator.
+    """
+    e = op.ensemble_dims
+    numels = {k: op.params[k].shape[e:].numel() for k in names}
+    plan = plan_diagonals(numels, budget_steps)
+    limit = max_hvps(budget_steps)
+    before = op.products
+    screened = screen() if screen is not None and "sampled" in plan.values() else None
+    result = RMed()
+    result.estimators, result.exact_entries, result.undefined, result.diagonal = {}, {}, {}, {}
+    for k in names:
+        if plan[k] == "exact":
+            d = exact_diagonal(op, names=[k])[k]
+            a = flat_member(d.abs(), e)
+            result[k], result.undefined[k] = _ratio(a.amax(-1), _median(a, -1))
+            result.exact_entries[k], result.diagonal[k] = numels[k], d
+        else:
+            s = None if screened is None else screened[k]
+            result[k], result.undefined[k] = sampled_r_med(op, k, limit, s, generator)
+            result.exact_entries[k], result.diagonal[k] = min(numels[k], limit), None
+        result.estimators[k] = plan[k]
+    kinds = set(result.estimators.values())
+    result.estimator = kinds.pop() if len(kinds) == 1 else "mixed"
+    result.samples = 0  # set by the caller, who drew the screen's probes
+    result.hvps = op.products - before
+    return result
 
 
 def r_med(
@@ -137,33 +273,53 @@ def r_med(
     batch: BatchLike = None,
     ensemble_dims: int = 0,
     generator: torch.Generator | None = None,
-    exact_max_params: int = 4096,
+    budget_steps: float = DIAGONAL_BUDGET_STEPS,
+    exact_max_params: int | None = None,
     names: list[str] | None = None,
 ) -> RMed:
     """R^OPT_med per tensor (Jiang, Malik & Li 2023, "How does adaptive optimization impact local
     neural network geometry?", arXiv 2211.02254).
 
     For tensor W with Hessian block H_W at `params`: R_med = max_i |(H_W)_ii| / median_i
-    |(H_W)_ii|. `method="auto"` takes the exact diagonal when one member has at most
-    `exact_max_params` parameters and Hutchinson with `samples` probes otherwise; the estimator
-    is recorded on the result. `names` restricts the output to some tensors (the diagonal is
-    still computed for all).
+    |(H_W)_ii| (NaN where the median is 0: undefined). `method="auto"` decides per tensor
+    (`plan_diagonals`): the exact diagonal where its products cost at most `budget_steps`
+    training steps, else `sampled_r_med` screened by a Hutchinson diagonal of `samples` probes.
+    `method="exact"` / `"hutchinson"` force one estimator for every tensor (Hutchinson: the
+    max/median of a `samples`-probe diagonal, biased upward by the probes' noise).
+    `exact_max_params` is the former whole-model rule (exact for every tensor when one member
+    has at most that many parameters, else Hutchinson), kept for reproducing older numbers.
+    `names` restricts the output (and the work) to some tensors.
     """
-    n = member_numel(params, ensemble_dims)
-    chosen = method if method != "auto" else ("exact" if n <= exact_max_params else "hutchinson")
-    diag = hessian_diagonal(
-        loss_fn, params, chosen, samples, batch=batch, ensemble_dims=ensemble_dims,
-        generator=generator,
-    )
+    check_ensemble_dims(ensemble_dims)
     unknown = set(names or ()) - set(params)
     if unknown:
         raise OptiscopeError(f"names {sorted(unknown)} are not parameters; available: {sorted(params)}")
-    result = RMed(
-        {k: r_med_from_diagonal(d, ensemble_dims) for k, d in diag.items() if names is None or k in names}
-    )
-    result.estimator, result.samples, result.hvps, result.diagonal = (
-        diag.method, diag.samples, diag.hvps, diag,
-    )
+    if method not in ("auto", "exact", "hutchinson"):
+        raise OptiscopeError(f"method must be 'auto', 'exact' or 'hutchinson', not {method!r}")
+    wanted = [k for k in params if names is None or k in names]
+    if method == "auto" and exact_max_params is not None:
+        method = "exact" if member_numel(params, ensemble_dims) <= exact_max_params else "hutchinson"
+    if method in ("exact", "hutchinson"):
+        diag = hessian_diagonal(
+            loss_fn, params, method, samples, batch=batch, ensemble_dims=ensemble_dims, generator=generator,
+        )
+        result = RMed({k: r_med_from_diagonal(diag[k], ensemble_dims) for k in wanted})
+        result.estimator, result.samples, result.hvps = diag.method, diag.samples, diag.hvps
+        result.estimators = {k: diag.method for k in wanted}
+        n = {k: params[k].shape[ensemble_dims:].numel() for k in wanted}
+        result.exact_entries = {k: n[k] if method == "exact" else 0 for k in wanted}
+        result.undefined = {k: torch.isnan(v) for k, v in result.items()}
+        result.diagonal = {k: diag[k] for k in wanted}
+        return result
+    check_positive("samples", samples)
+    op = HessianOperator(loss_fn, params, batch=batch, ensemble_dims=ensemble_dims)
+
+    def screen() -> Params:
+        z = rademacher(params, samples, generator, ensemble_dims)
+        return {k: v.mean(0) for k, v in hutchinson_products(op, z).items()}
+
+    result = r_med_per_tensor(op, wanted, budget_steps, screen, generator)
+    result.samples = samples if "sampled" in result.estimators.values() else 0
     return result
 
 

@@ -22,6 +22,8 @@ Example::
     cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
     points = 12
     samples = 4            # Hutchinson probes (trace and R_med share them)
+    r_med_budget = 512     # training steps per tensor: exact diagonal within it, else sampled
+    r_med_roles = ["hidden"]  # R_med of the hidden matrices only (default: every tensor)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiscope.errors import OptiscopeError
+from optiscope.core.roles import ROLES
+from optiscope.probes.estimators import DIAGONAL_BUDGET_STEPS, HVP_COST_IN_STEPS
 from optiscope.probes.quantity import Tier
 from optiscope.probes.registry import PROBE_GROUPS, TIERS
 
@@ -57,10 +61,23 @@ class ProbeConfig(BaseModel):
     top_k: int = Field(1, ge=1, description="how many top Hessian eigenvalues")
     slq_vectors: int = Field(2, ge=1, description="start vectors of stochastic Lanczos quadrature")
     slq_steps: int = Field(24, ge=2, description="Lanczos steps per SLQ vector")
-    exact_diagonal_max: int = Field(
-        512, ge=0,
-        description="exact Hessian diagonal (one HVP per parameter) up to this many parameters per "
-        "member; Hutchinson beyond, whose noise inflates the max and so biases R_med upward",
+    r_med_budget: float = Field(
+        DIAGONAL_BUDGET_STEPS, gt=0,
+        description="training steps one tensor's R_med may cost at one probe step (a Hessian-vector "
+        f"product counted as {HVP_COST_IN_STEPS:g} steps): the exact diagonal where it fits, else "
+        "that many exact entries (a random sample for the median, Hutchinson-screened candidates "
+        "for the max)",
+    )
+    r_med_roles: list[str] | None = Field(
+        None,
+        description="roles of the tensors R_med is computed for (e.g. ['hidden']: hidden matrices "
+        "only); None: every tensor",
+    )
+    exact_diagonal_max: int | None = Field(
+        None, ge=0,
+        description="the former whole-model rule, for reproducing older numbers: exact diagonal "
+        "when a member has at most this many parameters, else Hutchinson with `samples` probes "
+        "(whose noise inflates the max and so biases R_med upward); overrides `r_med_budget`",
     )
     sparsity_thresholds: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
     barrier_points: int = Field(11, ge=2, description="points on the line for the loss barrier")
@@ -97,6 +114,12 @@ def parse_probe_config(raw: dict[str, Any]) -> ProbeConfig:
         if bad or not cfg.probes:
             raise OptiscopeError(
                 f"probes.probes: unknown probe group(s) {bad or '(empty list)'}; allowed: {', '.join(PROBE_GROUPS)}"
+            )
+    if cfg.r_med_roles is not None:
+        bad = [r for r in cfg.r_med_roles if r not in ROLES]
+        if bad or not cfg.r_med_roles:
+            raise OptiscopeError(
+                f"probes.r_med_roles: unknown role(s) {bad or '(empty list)'}; allowed: {', '.join(ROLES)}"
             )
     if any(t < 0 for t in cfg.sparsity_thresholds):
         raise OptiscopeError(f"probes.sparsity_thresholds must be >= 0, got {cfg.sparsity_thresholds}")
