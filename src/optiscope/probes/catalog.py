@@ -122,7 +122,8 @@ def _r_med(c: ProbeContext) -> dict[str, Tensor]:
     """R_med of the tensors the config names (`r_med_roles`), each by the cost rule
     (`estimators.plan_diagonals` under `r_med_budget`); the former whole-model rule when
     `exact_diagonal_max` is set. Undefined values (median |diag H| = 0) are NaN, counted in
-    `r_med_undefined`."""
+    `r_med_undefined`. Its Hutchinson probes (if any tensor needs them) are drawn after the
+    trace's, from the same generator."""
     e = c.ensemble_dims
     roles = c.task.roles()
     wanted = [k for k in c.params if c.config.r_med_roles is None or roles.get(k) in c.config.r_med_roles]
@@ -135,18 +136,15 @@ def _r_med(c: ProbeContext) -> dict[str, Tensor]:
         else:
             diag, samples = {k: v.mean(0) for k, v in c.hutchinson().items()}, c.config.samples
         out = {f"r_med/{k}": r_med_from_diagonal(diag[k], e) for k in wanted}
-        sampled = torch.zeros(c.n_members)
+        rough = torch.full((c.n_members,), 0.0 if samples == 0 else float(len(wanted)))
     else:
-        res = r_med_per_tensor(
-            c.operator(), wanted, c.config.r_med_budget,
-            lambda: {k: v.mean(0) for k, v in c.hutchinson().items()}, c.generator,
-        )
+        res = r_med_per_tensor(c.operator(), wanted, c.config.r_med_budget, c.generator)
         out = {f"r_med/{k}": v for k, v in res.items()}
-        n_sampled = sum(v == "sampled" for v in res.estimators.values())
-        samples = c.config.samples if n_sampled else 0
-        sampled = torch.full((c.n_members,), float(n_sampled))
+        samples = res.samples
+        n_rough = sum(v == "hutchinson" for v in res.estimators.values())
+        rough = torch.full((c.n_members,), float(n_rough))
     out["r_med_samples"] = torch.full((c.n_members,), float(samples))
-    out["r_med_sampled"] = sampled
+    out["r_med_hutchinson_tensors"] = rough
     out["r_med_undefined"] = sum(torch.isnan(v).float() for k, v in out.items() if k.startswith("r_med/"))
     return out
 
@@ -240,15 +238,14 @@ PROBES: tuple[Probe, ...] = (
     Probe(
         "r_med", "geometry",
         "per tensor: its exact diagonal (1 HVP per entry) where that costs at most `r_med_budget` "
-        "training steps, else that many steps' worth of exact entries (sampled) screened by the "
-        "trace's Hutchinson HVPs",
+        "training steps; a larger tensor a Hutchinson diagonal of its own block with that many HVPs",
         (
             _per_tensor(
                 "r_med", "max|diag H| / median|diag H| of the tensor's Hessian block (Jiang, Malik & Li "
                 "2023); NaN (undefined) where the median is 0",
             ),
-            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med (0: no tensor needed them)"),
-            ProbeMetric("r_med_sampled", None, "tensors", "tensors whose R_med comes from a sample of exact diagonal entries (0: every diagonal exact)"),
+            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med (0: every diagonal exact)"),
+            ProbeMetric("r_med_hutchinson_tensors", None, "tensors", "tensors whose R_med comes from the Hutchinson diagonal (0: every diagonal exact)"),
             ProbeMetric("r_med_undefined", None, "tensors", "tensors whose R_med is undefined (median |diag H| = 0, e.g. embedding rows unused by the probe batch)"),
         ),
         _r_med,

@@ -22,7 +22,7 @@ Example::
     cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
     points = 12
     samples = 4            # Hutchinson probes (trace and R_med share them)
-    r_med_budget = 512     # training steps per tensor: exact diagonal within it, else sampled
+    r_med_budget = 512     # training steps per tensor: exact diagonal within it, else Hutchinson
     r_med_roles = ["hidden"]  # R_med of the hidden matrices only (default: every tensor)
 """
 
@@ -64,9 +64,8 @@ class ProbeConfig(BaseModel):
     r_med_budget: float = Field(
         DIAGONAL_BUDGET_STEPS, gt=0,
         description="training steps one tensor's R_med may cost at one probe step (a Hessian-vector "
-        f"product counted as {HVP_COST_IN_STEPS:g} steps): the exact diagonal where it fits, else "
-        "that many exact entries (a random sample for the median, Hutchinson-screened candidates "
-        "for the max)",
+        f"product counted as {HVP_COST_IN_STEPS:g} steps): the exact diagonal where it fits; a larger "
+        "tensor a Hutchinson diagonal of its own block with as many probes",
     )
     r_med_roles: list[str] | None = Field(
         None,
