@@ -9,10 +9,10 @@ default (per-tensor cost rule, `r_med_budget`) and the exact diagonal, and print
 and step, the median over seeds of the study's statistic (median over tensors). The cost line
 divides the seconds of one default R_med probe by the seconds of one training step of the same
 ensemble, timed in the same process (ratios, not seconds: machines here are shared).
-`--transformer` adds the cost line for `byte-transformer` at `studies/jiang_rmed_transformer`'s
-settings (4 seeds; d_model 32, 2 layers).
+`--tasks transformer` gives the cost line for `byte-transformer` at
+`studies/jiang_rmed_transformer`'s settings (4 seeds; d_model 32, 2 layers), after 20 Adam steps.
 
-    python benchmarks/r_med_cost.py [--steps 1000] [--seeds 16] [--transformer]
+    python benchmarks/r_med_cost.py [--steps 1000] [--seeds 16] [--tasks linear-net transformer]
 """
 
 from __future__ import annotations
@@ -106,10 +106,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=16)
-    ap.add_argument("--transformer", action="store_true")
+    ap.add_argument("--tasks", nargs="+", choices=["linear-net", "transformer"], default=["linear-net"])
     args = ap.parse_args()
-    linear_net(args)
-    if args.transformer:
+    if "linear-net" in args.tasks:
+        linear_net(args)
+    if "transformer" in args.tasks:
         transformer(args)
 
 

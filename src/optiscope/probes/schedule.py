@@ -6,13 +6,20 @@ probe declares its tier in `optiscope.probes.catalog` and the tiers' lists are d
 
 - ``cheap``: weights only and one gradient: per-tensor sparsity, Hoyer, norms, ranks, distance
   from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass).
-- ``geometry``: cheap, plus Hessian trace and R_med from shared Hutchinson probes and the top
-  Hessian eigenvalue(s) by Lanczos (about 12 Hessian-vector products per member).
+- ``geometry``: cheap, plus the Hessian trace (Hutchinson), R_med and the top Hessian
+  eigenvalue(s) by Lanczos. The trace and Lanczos take about 12 Hessian-vector products per
+  member; R_med is dearer, because a cheap R_med is a wrong one (issue 18): each tensor gets
+  its exact diagonal where that costs at most `r_med_budget` training steps (512 by default:
+  every tensor of up to 512 entries), a larger one a Hutchinson diagonal of its own Hessian
+  block with that many probes. `benchmarks/r_med_cost.py` prints what that costs against a
+  training step; `r_med_roles` limits it to some tensors, `exact_diagonal_max` restores the
+  former whole-model rule (exact up to that many parameters, else `samples` Hutchinson probes).
 - ``full``: geometry, plus the gradient noise scale (per-example gradients), the spectral
   density (SLQ), CKA between members and the loss barrier between neighbouring members.
 
 The default estimator sizes keep each tier inside its budget at the default cadence
-(`benchmarks/probe_cost.py`: cheap under 10% of training time, geometry under 50%); raise
+(`benchmarks/probe_cost.py`: cheap under 10% of training time; geometry under 50% without
+R_med's exact diagonals, which `benchmarks/r_med_cost.py` measures on their own); raise
 `samples` and `lanczos_steps` for tighter estimates.
 
 Example::
