@@ -28,7 +28,7 @@ Example::
     tier = "geometry"      # cheap | geometry | full
     cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
     points = 12
-    samples = 4            # Hutchinson probes (trace and R_med share them)
+    samples = 4            # Hutchinson probes of the trace
     r_med_budget = 512     # training steps per tensor: exact diagonal within it, else Hutchinson
     r_med_roles = ["hidden"]  # R_med of the hidden matrices only (default: every tensor)
 """
@@ -63,7 +63,7 @@ class ProbeConfig(BaseModel):
     cadence: Literal["log", "every"] = "log"
     every: int = Field(100, ge=1, description="steps between probes with cadence = 'every'")
     points: int = Field(12, ge=2, description="about this many log-spaced probe steps")
-    samples: int = Field(4, ge=1, description="Hutchinson probes for trace and R_med")
+    samples: int = Field(4, ge=1, description="Hutchinson probes of the trace (and of R_med under `exact_diagonal_max`)")
     lanczos_steps: int = Field(8, ge=2, description="Lanczos steps for the top eigenvalues")
     top_k: int = Field(1, ge=1, description="how many top Hessian eigenvalues")
     slq_vectors: int = Field(2, ge=1, description="start vectors of stochastic Lanczos quadrature")
