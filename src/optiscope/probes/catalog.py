@@ -141,10 +141,10 @@ def _r_med(c: ProbeContext) -> dict[str, Tensor]:
         res = r_med_per_tensor(c.operator(), wanted, c.config.r_med_budget, c.generator)
         out = {f"r_med/{k}": v for k, v in res.items()}
         samples = res.samples
-        n_rough = sum(v == "hutchinson" for v in res.estimators.values())
+        n_rough = sum(v == "sampled" for v in res.estimators.values())
         rough = torch.full((c.n_members,), float(n_rough))
     out["r_med_samples"] = torch.full((c.n_members,), float(samples))
-    out["r_med_hutchinson_tensors"] = rough
+    out["r_med_sampled_tensors"] = rough
     out["r_med_undefined"] = sum(torch.isnan(v).float() for k, v in out.items() if k.startswith("r_med/"))
     return out
 
@@ -238,14 +238,15 @@ PROBES: tuple[Probe, ...] = (
     Probe(
         "r_med", "geometry",
         "per tensor: its exact diagonal (1 HVP per entry) where that costs at most `r_med_budget` "
-        "training steps; a larger tensor a Hutchinson diagonal of its own block with that many HVPs",
+        "training steps; a larger tensor that many: exact entries at a random sample and at the "
+        "largest entries of a Hutchinson screen of its block",
         (
             _per_tensor(
                 "r_med", "max|diag H| / median|diag H| of the tensor's Hessian block (Jiang, Malik & Li "
                 "2023); NaN (undefined) where the median is 0",
             ),
-            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med (0: every diagonal exact)"),
-            ProbeMetric("r_med_hutchinson_tensors", None, "tensors", "tensors whose R_med comes from the Hutchinson diagonal (0: every diagonal exact)"),
+            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med, per sampled tensor (0: every diagonal exact)"),
+            ProbeMetric("r_med_sampled_tensors", None, "tensors", "tensors whose R_med comes from a sample of exact diagonal entries (0: every diagonal exact)"),
             ProbeMetric("r_med_undefined", None, "tensors", "tensors whose R_med is undefined (median |diag H| = 0, e.g. embedding rows unused by the probe batch)"),
         ),
         _r_med,

@@ -10,8 +10,9 @@ probe declares its tier in `optiscope.probes.catalog` and the tiers' lists are d
   eigenvalue(s) by Lanczos. The trace and Lanczos take about 12 Hessian-vector products per
   member; R_med is dearer, because a cheap R_med is a wrong one (issue 18): each tensor gets
   its exact diagonal where that costs at most `r_med_budget` training steps (512 by default:
-  every tensor of up to 512 entries), a larger one a Hutchinson diagonal of its own Hessian
-  block with that many probes. `benchmarks/r_med_cost.py` prints what that costs against a
+  every tensor of up to 512 entries), a larger one that many products: exact diagonal entries
+  at a random sample (for the median) and at the largest entries of a Hutchinson screen of its
+  Hessian block (for the max). `benchmarks/r_med_cost.py` prints what that costs against a
   training step; `r_med_roles` limits it to some tensors, `exact_diagonal_max` restores the
   former whole-model rule (exact up to that many parameters, else `samples` Hutchinson probes).
 - ``full``: geometry, plus the gradient noise scale (per-example gradients), the spectral
@@ -29,7 +30,7 @@ Example::
     cadence = "log"        # log: `points` log-spaced steps; every: each `every` steps
     points = 12
     samples = 4            # Hutchinson probes of the trace
-    r_med_budget = 512     # training steps per tensor: exact diagonal within it, else Hutchinson
+    r_med_budget = 512     # training steps per tensor: exact diagonal within it, else sampled
     r_med_roles = ["hidden"]  # R_med of the hidden matrices only (default: every tensor)
 """
 
@@ -72,7 +73,8 @@ class ProbeConfig(BaseModel):
         DIAGONAL_BUDGET_STEPS, gt=0,
         description="training steps one tensor's R_med may cost at one probe step (a Hessian-vector "
         f"product counted as {HVP_COST_IN_STEPS:g} steps): the exact diagonal where it fits; a larger "
-        "tensor a Hutchinson diagonal of its own block with as many probes",
+        "tensor as many products: exact entries at a random sample (median) and at the largest "
+        "entries of a Hutchinson screen of its block (max)",
     )
     r_med_roles: list[str] | None = Field(
         None,
