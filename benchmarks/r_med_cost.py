@@ -98,7 +98,7 @@ def transformer(args: argparse.Namespace) -> None:
     out = compute_probes(task, params, None, torch.tensor(seeds), ProbeConfig(probes=["r_med"]), step=20)
     probe_s = time.perf_counter() - t0
     print(f"byte-transformer (d_model 32, 2 layers), 4 seeds: default R_med per probe step / one training "
-          f"step = {probe_s / step_s:.0f} ({probe_s:.1f} s / {step_s * 1e3:.1f} ms); tensors on block Hutchinson "
+          f"step = {probe_s / step_s:.0f} ({probe_s:.1f} s / {step_s * 1e3:.1f} ms); tensors sampled "
           f"{int(out['r_med_sampled_tensors'][0])}, undefined {int(out['r_med_undefined'][0])}", flush=True)
 
 
