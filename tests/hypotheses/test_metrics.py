@@ -86,3 +86,20 @@ def test_families_are_ordered_by_task_number_and_reduced_per_step():
     r = metrics.reduce_curves({"x": c1, "y": c2}, "median")
     np.testing.assert_array_equal(r.steps, [0, 10, 20])
     np.testing.assert_array_equal(r.values, [[1.0, 4.0, 7.0]])
+
+
+def test_an_undefined_tensor_is_left_out_of_a_reduced_r_med():
+    """R_med is NaN where a tensor's median |diag H| is 0 (an embedding's unused rows): a
+    `reduce = "median"` over 'r_med/*' reduces over the defined tensors only, where an inf would
+    have counted as the largest value."""
+    steps = np.array([0, 10])
+    curves = {
+        "r_med/tok_embed": Curves(steps, np.array([[NAN, NAN]]), ["ok"], [None]),
+        "r_med/w1": Curves(steps, np.array([[2.0, 3.0]]), ["ok"], [None]),
+        "r_med/w2": Curves(steps, np.array([[4.0, 5.0]]), ["ok"], [None]),
+    }
+    r = metrics.reduce_curves(curves, "median")
+    np.testing.assert_array_equal(r.values, [[3.0, 4.0]])
+    np.testing.assert_array_equal(metrics.final(r, "min"), [4.0])
+    per_layer = metrics.task_metric_family(list(curves) + ["r_med_samples"], "r_med/w*")
+    assert per_layer == ["r_med/w1", "r_med/w2"]  # hypotheses can name a subset of layers by prefix

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from optiscope.probes.dynamics import gradient_noise_scale, gradients, global_norm, update_to_weight_ratio
-from optiscope.probes.estimators import exact_diagonal, quadratic_forms, r_med_from_diagonal
+from optiscope.probes.estimators import exact_diagonal, quadratic_forms, r_med_from_diagonal, r_med_per_tensor
 from optiscope.probes.lanczos import spectral_density, top_eigenvalues
 from optiscope.probes.network import (
     classification_margin,
@@ -119,13 +119,33 @@ def _trace(c: ProbeContext) -> dict[str, Tensor]:
 
 
 def _r_med(c: ProbeContext) -> dict[str, Tensor]:
+    """R_med of the tensors the config names (`r_med_roles`), each by the cost rule
+    (`estimators.plan_diagonals` under `r_med_budget`); the former whole-model rule when
+    `exact_diagonal_max` is set. Undefined values (median |diag H| = 0) are NaN, counted in
+    `r_med_undefined`. Its Hutchinson probes (if any tensor needs them) are drawn after the
+    trace's, from the same generator."""
     e = c.ensemble_dims
-    if c.n_params <= c.config.exact_diagonal_max:
-        out = {f"r_med/{k}": r_med_from_diagonal(d, e) for k, d in exact_diagonal(c.operator()).items()}
-        out["r_med_samples"] = torch.zeros(c.n_members)  # 0: the exact diagonal
-        return out
-    out = {f"r_med/{k}": r_med_from_diagonal(v.mean(0), e) for k, v in c.hutchinson().items()}
-    out["r_med_samples"] = torch.full((c.n_members,), float(c.config.samples))
+    roles = c.task.roles()
+    wanted = [k for k in c.params if c.config.r_med_roles is None or roles.get(k) in c.config.r_med_roles]
+    if not wanted:
+        return {}
+    out: dict[str, Tensor] = {}
+    if c.config.exact_diagonal_max is not None:  # the former rule: whole model exact or Hutchinson
+        if c.n_params <= c.config.exact_diagonal_max:
+            diag, samples = exact_diagonal(c.operator(), names=wanted), 0
+        else:
+            diag, samples = {k: v.mean(0) for k, v in c.hutchinson().items()}, c.config.samples
+        out = {f"r_med/{k}": r_med_from_diagonal(diag[k], e) for k in wanted}
+        rough = torch.full((c.n_members,), 0.0 if samples == 0 else float(len(wanted)))
+    else:
+        res = r_med_per_tensor(c.operator(), wanted, c.config.r_med_budget, c.generator)
+        out = {f"r_med/{k}": v for k, v in res.items()}
+        samples = res.samples
+        n_rough = sum(v == "sampled" for v in res.estimators.values())
+        rough = torch.full((c.n_members,), float(n_rough))
+    out["r_med_samples"] = torch.full((c.n_members,), float(samples))
+    out["r_med_sampled_tensors"] = rough
+    out["r_med_undefined"] = sum(torch.isnan(v).float() for k, v in out.items() if k.startswith("r_med/"))
     return out
 
 
@@ -217,10 +237,17 @@ PROBES: tuple[Probe, ...] = (
     ),
     Probe(
         "r_med", "geometry",
-        "1 HVP per parameter up to `exact_diagonal_max` parameters, else the trace's Hutchinson HVPs",
+        "per tensor: its exact diagonal (1 HVP per entry) where that costs at most `r_med_budget` "
+        "training steps; a larger tensor that many: exact entries at a random sample and at the "
+        "largest entries of a Hutchinson screen of its block",
         (
-            _per_tensor("r_med", "max|diag H| / median|diag H| of the tensor's Hessian block (Jiang, Malik & Li 2023)"),
-            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med (0: the exact diagonal)"),
+            _per_tensor(
+                "r_med", "max|diag H| / median|diag H| of the tensor's Hessian block (Jiang, Malik & Li "
+                "2023); NaN (undefined) where the median is 0",
+            ),
+            ProbeMetric("r_med_samples", None, "probes", "Hutchinson probes behind R_med, per sampled tensor (0: every diagonal exact)"),
+            ProbeMetric("r_med_sampled_tensors", None, "tensors", "tensors whose R_med comes from a sample of exact diagonal entries (0: every diagonal exact)"),
+            ProbeMetric("r_med_undefined", None, "tensors", "tensors whose R_med is undefined (median |diag H| = 0, e.g. embedding rows unused by the probe batch)"),
         ),
         _r_med,
     ),

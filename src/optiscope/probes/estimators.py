@@ -35,30 +35,44 @@ class HessianDiagonal(dict):
     stderr: dict[str, Tensor] | None
 
 
-def exact_diagonal(op: HessianOperator, chunk_size: int = 256) -> Params:
-    """diag H one coordinate at a time: (H e_i)_i for every basis vector, batched in chunks.
+def diagonal_entries(op: HessianOperator, name: str, idx: Tensor, chunk_size: int = 256) -> Tensor:
+    """Exact entries (H_WW)_ii of tensor `name`'s Hessian block at flat indices `idx`.
 
-    P products for P parameters (all members at once): exact, and meant for small models.
+    `idx` is (m,) (the same entries for every member) or (m, *members) (each member its own);
+    returns (m, *members). One block product (`HessianOperator.block`) per entry, batched in
+    chunks whose vectors hold at most ~16M numbers.
     """
     e = op.ensemble_dims
+    t = op.params[name]
+    members, shape = t.shape[:e], t.shape[e:]
+    n = shape.numel()
+    chunk = max(1, min(chunk_size, (1 << 24) // max(t.numel(), 1)))
+    idx = idx.to(t.device)
+    pieces = []
+    for start in range(0, idx.shape[0], chunk):
+        j = idx[start : start + chunk]
+        m = j.shape[0]
+        if j.dim() == 1:
+            basis = torch.nn.functional.one_hot(j, n).to(t.dtype).reshape(m, *(1,) * e, *shape).expand(m, *t.shape)
+            j = j.reshape(m, *(1,) * e).expand(m, *members)
+        else:
+            basis = torch.nn.functional.one_hot(j, n).to(t.dtype).reshape(m, *t.shape)
+        cols = op.block(name, basis).reshape(m, *members, n)
+        pieces.append(cols.gather(-1, j[..., None])[..., 0])
+    return torch.cat(pieces)
+
+
+def exact_diagonal(op: HessianOperator, chunk_size: int = 256, names: list[str] | None = None) -> Params:
+    """diag H one coordinate at a time: (H e_i)_i for every basis vector, batched in chunks.
+
+    P products for P parameters (all members at once), each a product with one tensor's
+    diagonal block only; `names` restricts it to some tensors (then only their entries count).
+    """
     out = {}
-    for name, t in op.params.items():
-        shape = t.shape[e:]
-        n = shape.numel()
-        # Bound the memory of one chunk of full-size vectors (zeros elsewhere) to ~16M numbers.
-        total = sum(p.numel() for p in op.params.values())
-        chunk = max(1, min(chunk_size, (1 << 24) // max(total, 1)))
-        pieces = []
-        for start in range(0, n, chunk):
-            idx = torch.arange(start, min(start + chunk, n), device=t.device)
-            basis = torch.nn.functional.one_hot(idx, n).to(t.dtype).reshape(len(idx), *(1,) * e, *shape)
-            v = {
-                k: (basis.expand(len(idx), *t.shape) if k == name else p.new_zeros(()).expand(len(idx), *p.shape))
-                for k, p in op.params.items()
-            }
-            cols = op(v, batched=True)[name].reshape(len(idx), *t.shape[:e], n)
-            pieces.append(cols.gather(-1, idx.reshape(-1, *(1,) * e, 1).expand(len(idx), *t.shape[:e], 1))[..., 0])
-        diag = torch.cat(pieces)  # (n, *members)
+    for name in names if names is not None else op.names:
+        t = op.params[name]
+        n = t.shape[op.ensemble_dims :].numel()
+        diag = diagonal_entries(op, name, torch.arange(n), chunk_size)  # (n, *members)
         out[name] = diag.movedim(0, -1).reshape(t.shape)
     return out
 
@@ -108,24 +122,154 @@ def hessian_diagonal(
 
 
 # -- R_med (Jiang, Malik, Li 2023) ------------------------------------------------------------
+#: What one Hessian-vector product costs in training steps (one gradient of a minibatch of the
+#: same size), as the R_med cost rule counts it. Forward-over-reverse costs a small multiple of a
+#: gradient (Pearlmutter 1994; Griewank & Walther 2008 bound it by a constant), and a product
+#: with one tensor's block (`HessianOperator.block`) less: `benchmarks/r_med_cost.py` measures
+#: 0.2-0.4 steps per product on the shipped linear net and 0.2-3 on the transformer (first-layer
+#: and embedding blocks dearest). A fixed constant, not a timing, so that which estimator a
+#: tensor gets depends on the model alone, never on the machine or its load (cells compared
+#: must use the same estimator).
+HVP_COST_IN_STEPS = 1.0
+#: Default budget of the R_med probe, in training steps per tensor and probe step: 512 products,
+#: so every tensor of up to 512 entries (the linear net's 20x20 and 10x20 matrices, every bias
+#: and gain) gets its exact diagonal.
+DIAGONAL_BUDGET_STEPS = 512.0
+#: Hutchinson probes drawn and multiplied at once (bounds the memory of the batched products).
+PROBE_CHUNK = 32
+
+
+def max_hvps(budget_steps: float) -> int:
+    """Products one tensor's diagonal may cost at one probe step under `budget_steps`."""
+    return max(1, int(budget_steps // HVP_COST_IN_STEPS))
+
+
 class RMed(dict):
-    """name -> R_med of that tensor; `estimator`, `samples`, `hvps` and the `diagonal` used."""
+    """name -> R_med of that tensor (per member; NaN where undefined).
+
+    Attributes: `estimator` ("exact", "sampled", "hutchinson", or "mixed" when tensors differ),
+    `estimators` (name -> that tensor's), `undefined` (name -> bool per member: median |diag|
+    is 0), `samples` (Hutchinson probes per tensor, 0 if none), `hvps` (products per member)
+    and `diagonal` (name -> the exact diagonal, or a Hutchinson one).
+    """
 
     estimator: str
+    estimators: dict[str, str]
+    undefined: dict[str, Tensor]
     samples: int
     hvps: int
-    diagonal: HessianDiagonal
+    diagonal: dict[str, Tensor]
+
+
+def _median(a: Tensor, dim: int) -> Tensor:
+    return torch.quantile(a, 0.5, dim=dim)  # interpolates for an even count (numpy's convention)
+
+
+def _ratio(top: Tensor, median: Tensor) -> tuple[Tensor, Tensor]:
+    undefined = median == 0
+    return torch.where(undefined, torch.full_like(top, float("nan")), top / median), undefined
 
 
 def r_med_from_diagonal(diagonal: Tensor, ensemble_dims: int = 0) -> Tensor:
     """max_i |d_i| / median_i |d_i| over one tensor's Hessian diagonal (per member).
 
     The median interpolates between the two middle values for an even count (numpy's
-    convention). A median of zero (more than half the entries flat, e.g. dead ReLU units)
-    gives inf, which is the statistic's honest value there.
+    convention). Where the median is 0 (more than half the entries flat: the rows of an
+    embedding no token in the probe batch uses, dead ReLU units) the ratio is undefined and
+    the result is NaN, never inf: a reduction over tensors (`reduce = "median"`, a NaN-ignoring
+    median) then leaves that tensor out instead of counting it as the largest.
     """
     a = flat_member(diagonal.abs(), ensemble_dims)
-    return a.amax(-1) / torch.quantile(a, 0.5, dim=-1)
+    return _ratio(a.amax(-1), _median(a, -1))[0]
+
+
+def block_hutchinson(
+    op: HessianOperator, name: str, samples: int, generator: torch.Generator | None,
+    chunk: int = PROBE_CHUNK,
+) -> Tensor:
+    """Hutchinson diagonal of tensor `name`'s block from `samples` Rademacher probes supported
+    on that tensor only (`HessianOperator.block`), drawn `chunk` at a time.
+
+    An entry's noise is the off-diagonal mass of its row within the block, not within the
+    whole Hessian as with probes over every tensor (smaller: on the shipped transformer's MLP
+    projection at init, 512 block probes put R_med 8-16% off, 512 whole-model probes 23%).
+    """
+    t = op.params[name]
+    acc = torch.zeros_like(t)
+    for start in range(0, samples, chunk):
+        k = min(chunk, samples - start)
+        z = torch.randint(0, 2, (k, *t.shape), generator=generator, device="cpu")
+        z = (z * 2 - 1).to(device=t.device, dtype=t.dtype)
+        acc += (z * op.block(name, z)).sum(0)
+    return acc / samples
+
+
+def sampled_r_med(
+    op: HessianOperator, name: str, hvps: int, generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """R_med of a tensor too large for its exact diagonal, from `hvps` block products.
+
+    A Hutchinson diagonal of the block alone (`block_hutchinson`, half the products) is only a
+    screen: on the shipped transformer its own max/median is off by up to +35% (noise inflates
+    the max) and by 98% on the fused q/k/v matrix at init (noise swamps the median of the q and
+    k entries). So every number in the ratio is an exact entry (`diagonal_entries`): the median
+    of a uniform random sample of coordinates (7/16 of the products, the same for every
+    member), and the max over that sample and over the screen's largest entries (1/16). Its
+    errors are the sample median's spread and a max below the true one when the screen misses
+    the argmax; `tests/probes/test_r_med_default.py` measures them against the dense Hessian.
+    Returns (R_med, undefined, Hutchinson diagonal) per member.
+    """
+    e = op.ensemble_dims
+    n = op.params[name].shape[e:].numel()
+    screen_probes = max(1, hvps // 2)
+    c = min(n, max(1, hvps // 16))
+    m = min(n, max(1, hvps - screen_probes - c))
+    screen = block_hutchinson(op, name, screen_probes, generator)
+    sample = torch.randperm(n, generator=generator)[:m]
+    d_sample = diagonal_entries(op, name, sample).abs()  # (m, *members)
+    cand = flat_member(screen.abs(), e).topk(c, dim=-1).indices.movedim(-1, 0)  # (c, *members)
+    top = torch.maximum(d_sample.amax(0), diagonal_entries(op, name, cand).abs().amax(0))
+    value, undefined = _ratio(top, _median(d_sample, 0))
+    return value, undefined, screen
+
+
+def plan_diagonals(numels: dict[str, int], budget_steps: float) -> dict[str, str]:
+    """The cost rule, per tensor: "exact" where its p entries' p block products cost at most
+    `budget_steps` training steps (`HVP_COST_IN_STEPS` each), else "sampled" (as many block
+    products as that buys: `sampled_r_med`)."""
+    limit = max_hvps(budget_steps)
+    return {k: "exact" if n <= limit else "sampled" for k, n in numels.items()}
+
+
+def r_med_per_tensor(
+    op: HessianOperator, names: list[str], budget_steps: float, generator: torch.Generator | None,
+) -> RMed:
+    """R_med of each tensor in `names` under the cost rule (`plan_diagonals`).
+
+    A tensor within the budget gets its exact diagonal, a larger one `sampled_r_med` with as
+    many block products as the budget buys (`max_hvps`). Every entry records its estimator;
+    `diagonal` holds the exact diagonal, or the screen's Hutchinson diagonal of a sampled tensor.
+    """
+    e = op.ensemble_dims
+    plan = plan_diagonals({k: op.params[k].shape[e:].numel() for k in names}, budget_steps)
+    before = op.products
+    limit = max_hvps(budget_steps)
+    result = RMed()
+    result.estimators, result.undefined, result.diagonal = dict(plan), {}, {}
+    exact = [k for k in names if plan[k] == "exact"]
+    diag = exact_diagonal(op, names=exact) if exact else {}
+    for k in names:
+        if plan[k] == "exact":
+            a = flat_member(diag[k].abs(), e)
+            result[k], result.undefined[k] = _ratio(a.amax(-1), _median(a, -1))
+            result.diagonal[k] = diag[k]
+        else:
+            result[k], result.undefined[k], result.diagonal[k] = sampled_r_med(op, k, limit, generator)
+    kinds = set(plan.values())
+    result.estimator = kinds.pop() if len(kinds) == 1 else "mixed"
+    result.samples = max(1, limit // 2) if "sampled" in plan.values() else 0
+    result.hvps = op.products - before
+    return result
 
 
 def r_med(
@@ -137,34 +281,47 @@ def r_med(
     batch: BatchLike = None,
     ensemble_dims: int = 0,
     generator: torch.Generator | None = None,
-    exact_max_params: int = 4096,
+    budget_steps: float = DIAGONAL_BUDGET_STEPS,
+    exact_max_params: int | None = None,
     names: list[str] | None = None,
 ) -> RMed:
     """R^OPT_med per tensor (Jiang, Malik & Li 2023, "How does adaptive optimization impact local
     neural network geometry?", arXiv 2211.02254).
 
     For tensor W with Hessian block H_W at `params`: R_med = max_i |(H_W)_ii| / median_i
-    |(H_W)_ii|. `method="auto"` takes the exact diagonal when one member has at most
-    `exact_max_params` parameters and Hutchinson with `samples` probes otherwise; the estimator
-    is recorded on the result. `names` restricts the output to some tensors (the diagonal is
-    still computed for all).
+    |(H_W)_ii| (NaN where the median is 0: undefined). `method="auto"` decides per tensor
+    (`plan_diagonals`): the exact diagonal where its products cost at most `budget_steps`
+    training steps, else `sampled_r_med` (exact entries at a random sample and at the largest
+    entries of a block Hutchinson screen) with as many products as that budget buys.
+    `method="exact"` / `"hutchinson"` force one estimator for every tensor (Hutchinson: the
+    max/median of a `samples`-probe diagonal, biased by the probes' noise).
+    `exact_max_params` is the former whole-model rule (exact for every tensor when one member
+    has at most that many parameters, else Hutchinson with `samples` probes), kept for
+    reproducing older numbers. `names` restricts the output (and the work) to some tensors.
     """
-    n = member_numel(params, ensemble_dims)
-    chosen = method if method != "auto" else ("exact" if n <= exact_max_params else "hutchinson")
-    diag = hessian_diagonal(
-        loss_fn, params, chosen, samples, batch=batch, ensemble_dims=ensemble_dims,
-        generator=generator,
-    )
+    check_ensemble_dims(ensemble_dims)
     unknown = set(names or ()) - set(params)
     if unknown:
         raise OptiscopeError(f"names {sorted(unknown)} are not parameters; available: {sorted(params)}")
-    result = RMed(
-        {k: r_med_from_diagonal(d, ensemble_dims) for k, d in diag.items() if names is None or k in names}
-    )
-    result.estimator, result.samples, result.hvps, result.diagonal = (
-        diag.method, diag.samples, diag.hvps, diag,
-    )
-    return result
+    if method not in ("auto", "exact", "hutchinson"):
+        raise OptiscopeError(f"method must be 'auto', 'exact' or 'hutchinson', not {method!r}")
+    wanted = [k for k in params if names is None or k in names]
+    if method == "auto" and exact_max_params is not None:
+        method = "exact" if member_numel(params, ensemble_dims) <= exact_max_params else "hutchinson"
+    if method in ("exact", "hutchinson"):
+        diag = hessian_diagonal(
+            loss_fn, params, method, samples, batch=batch, ensemble_dims=ensemble_dims, generator=generator,
+        )
+        result = RMed({k: r_med_from_diagonal(diag[k], ensemble_dims) for k in wanted})
+        result.estimator, result.samples, result.hvps = diag.method, diag.samples, diag.hvps
+        result.estimators = {k: diag.method for k in wanted}
+        result.undefined = {k: torch.isnan(v) for k, v in result.items()}
+        result.diagonal = {k: diag[k] for k in wanted}
+        return result
+    if not budget_steps > 0:
+        raise OptiscopeError(f"budget_steps must be > 0 (training steps per tensor), not {budget_steps!r}")
+    op = HessianOperator(loss_fn, params, batch=batch, ensemble_dims=ensemble_dims)
+    return r_med_per_tensor(op, wanted, budget_steps, generator)
 
 
 # -- Hutchinson trace -------------------------------------------------------------------------

@@ -90,6 +90,40 @@ class HessianOperator:
             return self._reverse_hvp(vectors)
         return self._forward_hvp(vectors)
 
+    def block(self, name: str, vectors: Tensor) -> Tensor:
+        """H_WW v for the diagonal block of tensor `name` only, many vectors at once.
+
+        `vectors` is (K, *params[name].shape) (member axes included). Only `name` is
+        differentiated, so the forward tangent starts at W and the backward pass skips the other
+        tensors' weight gradients: cheaper than a full product for tensors near the output, and
+        all an exact diagonal (or any entry of it) needs. Counts K products.
+        """
+        self.products += vectors.shape[0]
+        if name not in self.params:
+            raise OptiscopeError(f"{name!r} is not a parameter; available: {self.names}")
+
+        def core(f: LossFn, p: Params, v: Tensor) -> Tensor:
+            def of_w(w: Tensor) -> Tensor:
+                return f({**p, name: w})
+
+            return vmap(lambda u: jvp(grad(of_w), (p[name],), (u,))[1])(v)
+
+        # Vectors come probe axis first; over_members wants the member axis first.
+        e = self.ensemble_dims
+        v = vectors.movedim(0, e) if e else vectors
+        if self._batched != "reverse":
+            try:
+                out = over_members(
+                    core, self.loss_fn, self.params, self.batch, (v,), ensemble_dims=e, chunk_size=self.chunk_size,
+                )
+                return out.movedim(e, 0) if e else out
+            except RuntimeError:  # forward-mode AD missing for an op: full products, zeros elsewhere
+                self._batched = "reverse"
+        self.products -= vectors.shape[0]  # counted again by the full product
+        k = vectors.shape[0]
+        full = {n: (vectors if n == name else t.new_zeros(()).expand(k, *t.shape)) for n, t in self.params.items()}
+        return self(full, batched=True)[name]
+
     def _choose_single(self, vectors: Params) -> Params:
         results: dict[str, Params] = {}
         times: dict[str, float] = {}

@@ -26,7 +26,7 @@ LOG_SCALE = ("r_med", "update_ratio", "noise_scale", "grad_norm", "hessian_trace
 
 DESCRIPTIONS = {
     "r_med": "R_med = max|diag H| / median|diag H| per tensor (Jiang, Malik & Li 2023): Adam is "
-             "claimed to drive it down, SGD not.",
+             "claimed to drive it down, SGD not. Undefined (not drawn) where the median is 0.",
     "hessian_trace": "Hutchinson estimate of tr H.",
     "top_eig": "largest Hessian eigenvalue (Lanczos).",
     "noise_scale": "simple gradient noise scale tr(Sigma) / |G|^2 (McCandlish et al. 2018).",
@@ -37,7 +37,7 @@ DESCRIPTIONS = {
     "cka": "mean linear CKA of a member's representation to the other members'.",
     "barrier_to_next": "loss barrier on the straight line to the next member (mode connectivity).",
     "dead_units": "fraction of hidden units inactive on the whole probe batch.",
-    "r_med_samples": "Hutchinson probes behind R_med (0: the exact diagonal).",
+    "r_med_samples": "Hutchinson probes behind R_med (0: every diagonal exact).",
 }
 
 
