@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow browser bench gpu-check studies clean
+.PHONY: setup demo test test-slow browser report-shots bench gpu-check studies clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,14 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "note: could not install chromium; the browser test will be skipped"; \
 	  else echo "note: chromium missing and not root; the browser test will be skipped"; fi; }
+
+# Every shipped experiment (experiments/*.toml) trained small, its report written and opened in
+# headless Chromium: screenshots of the first two screens and of the whole page, with each
+# report's size, load time, console errors and network requests printed, in runs/report-shots/.
+# SHOTS="quickstart probes" picks experiments.
+SHOTS ?=
+report-shots: setup browser
+	$(BIN)/python -m tests.report.shipped runs/report-shots $(SHOTS)
 
 test: setup browser
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

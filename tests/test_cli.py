@@ -307,7 +307,8 @@ def test_compare_one_sided_matches_scipy(tmp_path):
     store = _landed_store(tmp_path / "s")
     out = tmp_path / "cmp.csv"
     result = runner.invoke(app, ["compare", str(store), "--task", "toy", "--metric", "loss",
-                                 "--alternative", "less", "--csv", str(out)], env={"COLUMNS": "250"})
+                                 "--alternative", "less", "--csv", str(out), "--format", "table"],
+                           env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "one-sided, H1: a less than b" in result.output and "exact" in result.output
     (pair,) = list(csv.DictReader((tmp_path / "cmp.pairwise.csv").open()))

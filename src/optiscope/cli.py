@@ -200,15 +200,27 @@ def _probe_factory():
     return probe_runner_from_config
 
 
-def _write_report(store: Path, out: Path) -> None:
+def _write_report(store: Path, out: Path, static: bool = False) -> None:
     from optiscope.report import build_report
+    from optiscope.report.data import StoreView
+    from optiscope.report.summary import every_cell_failed, troubles
     from optiscope.store import RunStore
 
     try:
-        path = build_report(RunStore.open(store), out)
+        run_store = RunStore.open(store)
+        path = build_report(run_store, out, static=static)
+        view = StoreView.load(run_store)
     except OptiscopeError as exc:
         fail(str(exc))
         return
+    if every_cell_failed(view):
+        err_console.print(f"[bold red]error:[/] every cell in {escape(str(store))} failed: the report at "
+                          f"{escape(str(path))} lists their errors (nothing was trained)", highlight=False)
+        raise typer.Exit(1)
+    bad = [t for t in troubles(view) if t.n_failed]
+    if bad:
+        err_console.print(f"[bold yellow]warning:[/] {len(bad)} of {len(view.cells)} cells failed; the report "
+                          "says which, with their errors, at the top", highlight=False)
     console.print(f"report written to [bold]{path}[/]")
 
 
@@ -216,9 +228,15 @@ def _write_report(store: Path, out: Path) -> None:
 def report(
     store: Annotated[Path, typer.Argument(help="store directory")],
     out: Annotated[Path | None, typer.Option(help="HTML file (default STORE/report.html)")] = None,
+    static: Annotated[bool, typer.Option(
+        "--static", help="matplotlib figures only (vector SVG, no JavaScript): for papers and archives; "
+        "by default figures are interactive, and each can be saved as SVG or PNG from its menu")] = False,
 ) -> None:
-    """Write the HTML report of a store: one self-contained file."""
-    _write_report(store, out or store / "report.html")
+    """Write the HTML report of a store: one self-contained file that works offline.
+
+    Exits with status 1 when every cell of the store failed (the report still lists the errors).
+    """
+    _write_report(store, out or store / "report.html", static)
 
 
 @app.command("list")
@@ -273,31 +291,40 @@ def query(
 @app.command()
 def compare(
     store: Annotated[Path, typer.Argument(help="store directory")],
-    task: Annotated[str, typer.Option(help="task as the report names it (e.g. rosenbrock, or quadratic(dim=2))")],
+    task: Annotated[str | None, typer.Option(
+        help="task as the report names it (its label, e.g. rosenbrock or quadratic(dim=2)); "
+        "may be left out when the store holds one task")] = None,
     metric: Annotated[str | None, typer.Option(help="final metric to compare (default: the task's headline)")] = None,
     test: Annotated[str, typer.Option(help="mannwhitney, ks, welch or permutation")] = "mannwhitney",
     alternative: Annotated[str, typer.Option(
-        help="two-sided, less or greater; a one-sided test reads each row as a against b: "
-        "'less' means a's values tend to be smaller than b's")] = "two-sided",
+        help="two-sided, less or greater. Each pair is a row (a, b), with a the cell listed first "
+        "in the summary (the store's order); 'less' tests whether a's final values tend to be "
+        "smaller than b's (for a metric to minimise: a better), 'greater' whether larger")] = "two-sided",
+    output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP + "; json holds both tables")] = None,
+    pairs: Annotated[bool, typer.Option("--pairs", help="csv: print the pairwise tests instead of the per-cell summaries")] = False,
     csv: Annotated[Path | None, typer.Option(help="write the per-cell summaries here (and FILE.pairwise.csv)")] = None,
     parquet: Annotated[Path | None, typer.Option(help="write the summaries as Parquet (and FILE.pairwise.parquet)")] = None,
 ) -> None:
     """Compare every cell of TASK on a final metric: summaries, pairwise tests (Holm), effect sizes.
 
-    Mann-Whitney p-values are exact for small samples without ties, else asymptotic ("p from").
+    Effects are in the direction "better" for the metric's goal (P(a better), Cohen's d with
+    + favouring a). Mann-Whitney p-values are exact for small samples without ties, else
+    asymptotic ("p from"). CSV and JSON keep full precision.
     """
     from optiscope.report.analysis import compare_task
     from optiscope.report.data import StoreView, configured_seeds
     from optiscope.stats import ALTERNATIVES
     from optiscope.store import RunStore
+    from optiscope.tabular import check_format, write_rows
 
     if alternative not in ALTERNATIVES:
         fail(f"--alternative must be one of {', '.join(ALTERNATIVES)}, not '{alternative}'")
         return
     try:
+        fmt = check_format(output)
         run_store = RunStore.open(store)
         if metric is not None and metric in run_store.categorical_metrics():
-            fail(_categorical_message(store, task, metric))
+            fail(_categorical_message(store, task or "TASK", metric))
             return
         view = StoreView.load(run_store, seeds=configured_seeds(run_store.config_text(), run_store))
         result = compare_task(view, task, metric, test, alternative=alternative)
@@ -305,10 +332,27 @@ def compare(
     except OptiscopeError as exc:
         fail(str(exc))
         return
-    console.print(compare_summary_table(result))
-    console.print(compare_pairwise_table(result))
-    for path in written:
-        console.print(f"wrote [bold]{path}[/]")
+    if fmt == "table":
+        console.print(compare_summary_table(result))
+        console.print(compare_pairwise_table(result))
+        for path in written:
+            console.print(f"wrote [bold]{path}[/]")
+        return
+    summary, pairwise = result.summary_rows(), result.pairwise_rows()
+    if fmt == "json":
+        import json
+        import sys
+
+        from optiscope.tabular import _jsonable
+
+        doc = {"task": result.task_key, "task_name": result.task_name, "metric": result.metric,
+               "goal": result.goal, "test": result.test, "alternative": alternative,
+               "summary": summary, "pairwise": pairwise}
+        sys.stdout.write(json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+        return
+    rows = pairwise if pairs else summary
+    columns = list(rows[0]) if rows else ["a", "b"]
+    write_rows(columns, [[r.get(c) for c in columns] for r in rows], "csv")
 
 
 def _categorical_message(store: Path, task: str, metric: str) -> str:

@@ -84,7 +84,13 @@ class _Named(BaseModel):
 
 
 class TaskEntry(_Named):
-    """`[[tasks]]`: a task name and its settings (lists are grids)."""
+    """`[[tasks]]`: a task name, its settings (lists are grids) and an optional `label`.
+
+    `label` names the task in the report and `compare` (not part of the cell id); a grid adds
+    the values that vary to it, "label(hidden=64)".
+    """
+
+    label: str | None = None
 
 
 class OptimizerEntry(_Named):
@@ -158,18 +164,20 @@ class ExperimentConfig(BaseModel):
         see `effective_task_settings` / `effective_hyperparameters`) and, for its name, the
         settings the user wrote.
         """
-        tasks = [
-            (t.name, given, effective_task_settings(t.name, given))
-            for t in self.tasks
-            for given in expand_grid(t.settings(), _task_types(t.name))
-        ]
+        tasks = []
+        for t in self.tasks:
+            grid = expand_grid(t.settings(), _task_types(t.name))
+            varying = [k for k in t.settings() if len({json.dumps(g[k], default=str) for g in grid}) > 1]
+            for given in grid:
+                label = t.label and (t.label + _settings_suffix({k: given[k] for k in varying}))
+                tasks.append((t.name, given, effective_task_settings(t.name, given), label))
         opts = [
             (o.name, o.label, given, o.budget_steps(resolve_optimizer(o.name), self.experiment.steps))
             for o in self.optimizers
             for given in expand_grid(o.settings(), _optimizer_types(o.name))
         ]
         cells = []
-        for tn, task_given, ts in tasks:
+        for tn, task_given, ts, task_label in tasks:
             task = functools.cache(functools.partial(make_task, tn, **ts))  # built only if needed
             for on, label, hp_given, steps in opts:
                 cells.append(
@@ -188,6 +196,7 @@ class ExperimentConfig(BaseModel):
                         max_memory_gb=self.experiment.max_memory_gb,
                         given_task_settings=task_given,
                         given_hyperparameters=hp_given,
+                        task_label=task_label,
                     )
                 )
         return cells
@@ -252,6 +261,23 @@ class Cell:
     #: and the memory override for chunking (results equal either way, to float tolerance).
     compile: bool = False
     max_memory_gb: float | None = None
+    #: The config's `[[tasks]] label` (with a grid's varying values); not part of the id.
+    task_label: str | None = None
+
+    def task_display_name(self, task_name: str | None = None) -> str:
+        """How the task is named in the report: its `label`, else its name (a `ModuleTask`'s
+        own `name=` when `task_name` gives one, else the registry name, or the function of an
+        import path) with only the settings the config wrote that differ from the defaults."""
+        if self.task_label:
+            return self.task_label
+        name = task_name or (self.task.rpartition(":")[2] if ":" in self.task else self.task)
+        given = self.task_settings if self.given_task_settings is None else self.given_task_settings
+        try:
+            defaults = effective_task_settings(self.task, {})
+        except Exception:  # noqa: BLE001 (a factory with required settings: keep every given one)
+            defaults = {}
+        shown = {k: v for k, v in given.items() if k not in defaults or canonical_numbers(defaults[k]) != canonical_numbers(v)}
+        return name + _settings_suffix(shown)
 
     #: The id this setting already has in the store it lands in, where that differs from
     #: `setting_hash`: a store written before seeds-on-demand named each cell by a hash that
@@ -329,6 +355,11 @@ def canonical_numbers(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [canonical_numbers(v) for v in value]
     return value
+
+
+def _settings_suffix(settings: dict[str, Any]) -> str:
+    """"(k=v, ...)" with numbers to six significant digits; "" for no settings."""
+    return "(" + ", ".join(f"{k}={_short(v)}" for k, v in settings.items()) + ")" if settings else ""
 
 
 def _short(v: Any) -> str:

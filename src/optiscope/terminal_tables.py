@@ -16,7 +16,8 @@ from optiscope.formatting import format_number as num
 
 def compare_summary_table(result: Any) -> Table:
     """Per-cell summaries of a `TaskComparison` (report/analysis.py)."""
-    table = Table(title=f"{result.task_key}: final {result.metric} ({result.goal}imise)", show_lines=False)
+    name = getattr(result, "task_name", "") or result.task_key
+    table = Table(title=f"{name}: final {result.metric} ({result.goal}imise)", show_lines=False)
     for col in ("cell", "finished", "median", "95% CI (BCa)", "mean ± sd", "IQR", "success [Wilson]", "note"):
         table.add_column(col, overflow="fold", justify="left" if col in ("cell", "note") else "right")
     for r in result.summary_rows():
@@ -38,17 +39,19 @@ def compare_pairwise_table(result: Any) -> Table:
         title=f"pairwise {result.test} ({sided}), Holm across {len(result.table.results)} comparisons; "
         "diverged seeds rank worst",
     )
-    for col in ("a", "b", "statistic", "p", "p from", "p (Holm)", "P(a better)", "A12 [95% CI]",
-                "Cohen's d [95% CI]", "note"):
-        table.add_column(col, overflow="fold", justify="left" if col in ("a", "b", "note") else "right")
+    table.caption = ("P(a better) and d are oriented by the goal: P(a better) > 0.5 and d > 0 favour a; "
+                     "'better' names the better cell where Holm p < 0.05")
+    for col in ("a", "b", "statistic", "p", "p from", "p (Holm)", "P(a better) [95% CI]",
+                "d, + favours a [95% CI]", "better", "note"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("a", "b", "better", "note") else "right")
     for r in result.pairwise_rows():
         star = "[bold green]" if r["pvalue_holm"] < 0.05 else ""
         table.add_row(
             str(r["a"]), str(r["b"]), num(r["statistic"]), num(r["pvalue"]),
-            str(r.get("pvalue_method", "")), f"{star}{num(r['pvalue_holm'])}", num(r["p_a_better"]),
-            f"{num(r['a12'])} [{num(r['a12_low'])}, {num(r['a12_high'])}]",
-            f"{num(r['cohens_d'])} [{num(r['cohens_d_low'])}, {num(r['cohens_d_high'])}]",
-            str(r["note"]),
+            str(r.get("pvalue_method", "")), f"{star}{num(r['pvalue_holm'])}",
+            f"{num(r['p_a_better'])} [{num(r['p_a_better_low'])}, {num(r['p_a_better_high'])}]",
+            f"{num(r['d_a_better'])} [{num(r['d_a_better_low'])}, {num(r['d_a_better_high'])}]",
+            str(r["better"]), str(r["note"]),
         )
     return table
 

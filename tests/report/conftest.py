@@ -26,6 +26,7 @@ def write_cell(
     hyperparameters: dict | None = None,
     declare: bool = True,
     goals: dict[str, str | None] | None = None,
+    error: str | None = None,
 ) -> None:
     """Land one made-up cell: `metrics[name]` is values[member, step] (NaN: no row), in the row
     shape optiscope.engine.landing.run_rows / land_cell produce.
@@ -45,7 +46,7 @@ def write_cell(
             "seed": i, "member": i, "status": status[i],
             "diverged_step": 5 if status[i] == "diverged" else None, "steps": int(steps[-1]),
             "grad_evals": int(steps[-1]), "wall_time_s": 1.0, "mode": "ensemble", "device": "cpu",
-            "versions": json.dumps({"optiscope": "test"}), "error": None, "created_at": now,
+            "versions": json.dumps({"optiscope": "test"}), "error": error, "created_at": now,
         }
         for i in range(n)
     ]

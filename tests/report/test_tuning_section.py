@@ -231,10 +231,14 @@ def test_html_has_the_tuning_section_and_no_trial_cells_elsewhere(tuned, tmp_pat
     assert "from the validation split" in page
     assert "Tuned comparison on fresh seeds" in page and "p-values: exact" in page
     assert "The winner changes with the architecture" in page and "sgd won 1 of 2" in page
-    assert "diverged or failed: worst (1)" in page  # the diverged trial drawn at the worst edge
     assert "· trial" not in page and "eval_split" not in page  # trial cells only in the tuning section
-    tuning = page[page.index("<h2>Tuning protocol</h2>"):page.index("Success and divergence</h2>")]
-    assert tuning.count("<svg") == 2 * 2 + 2  # 2 dimensions x 2 optimizers, the finals, the studies
+    tuning = page[page.index("<h2>Tuning protocol</h2>"):]
+    tuning = tuning[:tuning.index("</section>")]
+    # 2 dimensions x 2 optimizers, interactive (hover: a trial's parameters); the finals, the studies
+    assert tuning.count("data-kind='sensitivity'") == 2 * 2 and tuning.count("<svg") == 2
+    assert '"worst":[' in tuning and "true" in tuning.split('"worst":[')[1].split("]")[0]
+    static = build_report(store, tmp_path / "s.html", static=True).read_text()
+    assert "diverged or failed: worst (1)" in static  # the diverged trial drawn at the worst edge
 
 
 def test_no_tuning_section_without_a_protocol(tmp_path):

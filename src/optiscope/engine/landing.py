@@ -49,9 +49,12 @@ def run_rows(
     result: CellResult | None,
     error: str | None = None,
     task_metadata: dict[str, Any] | None = None,
+    task_name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One `runs` row per member of `cell` (all `failed` when `result` is None)."""
+    """One `runs` row per member of `cell` (all `failed` when `result` is None); `task_name` is
+    the built task's own name where the user chose it (`ModuleTask(name=...)`)."""
     now = dt.datetime.now(dt.timezone.utc)
+    task_label = cell.task_display_name(task_name)
     rows = []
     for member, seed in enumerate(cell.seeds):
         status = "failed" if result is None else result.status[member]
@@ -83,6 +86,7 @@ def run_rows(
                 "precision": cell.precision,
                 "chunk_size": None if result is None else result.chunk_size,
                 "batch_id": cell.batch_id,
+                "task_label": task_label,
             }
         )
     return rows
@@ -183,9 +187,16 @@ def cell_payload(cell: Cell, result: CellResult, task: Any, *, save_params: bool
     info = metric_info_rows(cell.cell_id, task, [str(n) for n in np.unique(cols["name"])])
     surface = iterate_surface(task, cols, len(cell.seeds))
     return CellPayload(
-        cell, run_rows(cell, result, task_metadata=task.metadata()), metrics, params,
+        cell, run_rows(cell, result, task_metadata=task.metadata(), task_name=_own_name(cell, task)), metrics, params,
         metric_info=info, tables={} if surface is None else {"surface": surface},
     )
+
+
+def _own_name(cell: Cell, task: Any) -> str | None:
+    """A user's task's own name (`ModuleTask(name="mlp")`, which the registry keeps), else None."""
+    name = getattr(task, "name", None)
+    named = getattr(task, "named", False)
+    return name if named and isinstance(name, str) and name not in ("", cell.task) else None
 
 
 def failed_payload(cell: Cell, error: str) -> CellPayload:

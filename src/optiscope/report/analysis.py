@@ -34,6 +34,7 @@ class TaskComparison:
     outcomes: dict[str, np.ndarray]  # label -> per-seed outcome, diverged = worst
     summaries: dict[str, CellSummary]
     table: PairwiseTable
+    task_name: str = ""  # as the report shows it (the task's label, or its non-default settings)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -47,7 +48,24 @@ class TaskComparison:
         return rows
 
     def pairwise_rows(self) -> list[dict[str, Any]]:
-        return [{"task": self.task_key, "metric": self.metric, **r} for r in self.table.rows()]
+        """One row per pair (a, b), with the effect also in the 'better' direction of the goal:
+        P(a better) with its interval (A12 oriented), Cohen's d signed so that > 0 favours a, and
+        `better`: the cell that is better at Holm p < 0.05 ("" when the difference is not)."""
+        out = []
+        for r in self.table.rows():
+            low, high = float(r["a12_low"]), float(r["a12_high"])
+            if self.goal == "min":
+                low, high = 1 - high, 1 - low
+            sign = 1.0 if self.goal == "max" else -1.0
+            p = float(r["p_a_better"])
+            significant = float(r["pvalue_holm"]) < 0.05 if r["pvalue_holm"] == r["pvalue_holm"] else False
+            out.append({"task": self.task_key, "metric": self.metric, **r,
+                        "p_a_better_low": low, "p_a_better_high": high,
+                        "d_a_better": sign * float(r["cohens_d"]),
+                        "d_a_better_low": sign * float(r["cohens_d_high" if sign < 0 else "cohens_d_low"]),
+                        "d_a_better_high": sign * float(r["cohens_d_low" if sign < 0 else "cohens_d_high"]),
+                        "better": (r["a"] if p > 0.5 else r["b"] if p < 0.5 else "") if significant else ""})
+        return out
 
     def export(self, csv: Path | None = None, parquet: Path | None = None) -> list[Path]:
         """Write the summaries to `csv`/`parquet` and the pairwise table beside them
@@ -73,7 +91,7 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def compare_task(
     view: StoreView,
-    task_key: str,
+    task_key: str | None,
     metric: str | None = None,
     test: str = "mannwhitney",
     *,
@@ -82,19 +100,29 @@ def compare_task(
 ) -> TaskComparison:
     """Compare every cell of `task_key` on `metric` (default: the task's headline metric).
 
+    `task_key` may be the stored key, the name the report shows (a `label`), a bare task name
+    that is unique, or None when the store holds one task.
     `alternative` ("two-sided", "less", "greater") is passed to `pairwise`: each pair (a, b) is
     tested as a against b.
     """
     tasks = view.tasks()
+    if task_key is None:
+        if len(tasks) != 1:
+            raise OptiscopeError(
+                "--task is needed: the store holds "
+                + (f"{len(tasks)} tasks: {', '.join(view.task_name(t) for t in tasks)}" if tasks else "no task")
+            )
+        task_key = tasks[0]
     if task_key not in tasks:
-        matches = [t for t in tasks if t.split("(")[0] == task_key]
-        if len(matches) != 1:
+        found = view.find_task(task_key)
+        if found is None:
+            matches = [view.task_name(t) for t in tasks if t.split("(")[0] == task_key]
             raise OptiscopeError(
                 f"task '{task_key}' is not in the store"
                 + (f" or is ambiguous ({', '.join(matches)})" if matches else "")
-                + f"; tasks stored: {', '.join(tasks) or 'none'}"
+                + f"; tasks stored: {', '.join(view.task_name(t) for t in tasks) or 'none'}"
             )
-        task_key = matches[0]
+        task_key = found
     metric = metric or view.headline_metric(task_key)
     names = view.outcome_metrics(task_key)
     if metric is None or metric not in names:
@@ -103,6 +131,9 @@ def compare_task(
         )
     if test not in TESTS:
         raise OptiscopeError(f"test must be one of {', '.join(TESTS)}, not '{test}'")
+    key = (task_key, metric, test, n_bootstrap, alternative)
+    if key in view.comparisons:
+        return view.comparisons[key]
     cells = view.cells_of(task_key)
     goal = view.goal(task_key, metric)
     outcomes = {c.label: view.outcomes(c, metric, goal) for c in cells}
@@ -110,4 +141,6 @@ def compare_task(
     groups = {k: v for k, v in outcomes.items() if v.size}  # a failed cell has no outcomes
     table = pairwise(groups, test, goal=goal, n_bootstrap=n_bootstrap,  # type: ignore[arg-type]
                      alternative=alternative)  # type: ignore[arg-type]
-    return TaskComparison(task_key, metric, goal, test, cells, outcomes, summaries, table)
+    view.comparisons[key] = TaskComparison(task_key, metric, goal, test, cells, outcomes, summaries, table,
+                                           view.task_name(task_key))
+    return view.comparisons[key]

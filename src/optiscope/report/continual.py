@@ -103,7 +103,7 @@ def accuracy_figure(cell: CellRuns, series: list[tuple[str, np.ndarray, np.ndarr
             ax.axvline(s, color="#888", ls="--", lw=0.8)
     ax.set(xlabel="step", ylabel="test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    plots.legend_outside(ax)
     ax.set_title(f"{cell.label}: accuracy per task (median, IQR over seeds)", fontsize=10)
     return plots.to_svg(fig)
 
@@ -139,7 +139,7 @@ def continual_section(view: StoreView) -> Section | None:
         return None
 
     def body() -> Markup:
-        parts = [(t, *task_parts(view, t, names)) for t, names in tasks]
+        parts = [(view.task_name(t), *task_parts(view, t, names)) for t, names in tasks]
         return Markup(ENV.get_template("continual.html").module.continual(INTRO, parts))
 
     return Section("Continual learning: forgetting and plasticity", "continual",

@@ -46,6 +46,7 @@ class CellRuns:
     steps: int = 0
     func_evals: int = 0
     role: str = "cell"  # cell | trial (a tuning trial) | final (a tuned or default re-run)
+    task_label: str | None = None  # the name the store recorded for the task (None: older store)
 
     @property
     def n_ok(self) -> int:
@@ -70,6 +71,10 @@ class StoreView:
     #: cell_id -> metric name -> declaration, from the store's `metric_info` (empty: legacy store)
     declarations: dict[str, dict[str, MetricDecl]] = field(default_factory=dict)
     _cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
+    #: compare_task's results, so the summary and the task section share one computation
+    comparisons: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    #: what a section computed for the summary to restate (the hypotheses' verdicts)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def legacy(self) -> bool:
@@ -104,6 +109,7 @@ class StoreView:
                     [], [], [], [], _none(data["error"][i]), float(data["wall_time_s"][i]),
                     int(data["grad_evals"][i]), str(data["mode"][i]), settings,
                     int(data["steps"][i]), role=_role(data, i),
+                    task_label=_none(data["task_label"][i]) if "task_label" in data else None,
                 )
             c = by_cell[cid]
             if "func_evals" in data and not _is_null(data["func_evals"][i]):
@@ -121,6 +127,32 @@ class StoreView:
 
     def tasks(self) -> list[str]:
         return list(dict.fromkeys(c.task_key for c in self.cells))
+
+    def task_name(self, task_key: str) -> str:
+        """How people read the task: the name the store recorded (the config's `label`, or the
+        task with its non-default settings); for an older store, the task with only the settings
+        that differ between the store's tasks of that name."""
+        cells = [c for c in self.cells + self.trial_cells if c.task_key == task_key]
+        if not cells:
+            return task_key
+        if cells[0].task_label:
+            return cells[0].task_label
+        base = cells[0].task.rpartition(":")[2] if ":" in cells[0].task else cells[0].task
+        same = {c.task_key: c.task_settings for c in self.cells if c.task == cells[0].task}
+        varying = sorted(k for k in cells[0].task_settings
+                         if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in same.values()}) > 1)
+        shown = ", ".join(f"{k}={_short(cells[0].task_settings[k])}" for k in varying)
+        return f"{base}({shown})" if shown else base
+
+    def find_task(self, name: str) -> str | None:
+        """The task key `name` stands for: a key, a shown name, or a bare task name that is unique."""
+        tasks = self.tasks()
+        for pick in (lambda t: t == name, lambda t: self.task_name(t) == name,
+                     lambda t: t.split("(")[0] == name or t.split("(")[0].rpartition(":")[2] == name):
+            found = [t for t in tasks if pick(t)]
+            if len(found) == 1:
+                return found[0]
+        return None
 
     def cells_of(self, task_key: str) -> list[CellRuns]:
         return [c for c in self.cells if c.task_key == task_key]
@@ -284,6 +316,10 @@ def _unique_labels(cells: list[CellRuns]) -> None:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > 1:
             c.label = f"{c.label} #{seen[key]}"
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _role(data: dict[str, Any], i: int) -> str:

@@ -44,9 +44,9 @@ class Section:
 SectionFn = Callable[[StoreView], Section | None]
 
 
-def fmt(x: Any) -> str:
-    """The report's one number format (optiscope.formatting)."""
-    return format_number(x)
+def fmt(x: Any, digits: int = 4) -> str:
+    """The report's one number format (optiscope.formatting): 4 significant digits."""
+    return format_number(x, digits)
 
 
 def _interval2(p: Any) -> str:
@@ -58,8 +58,18 @@ ENV = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+def settings_text(settings: Any) -> str:
+    """A settings dict as "k=v, ..." with numbers to 4 significant digits (full precision stays
+    in the store)."""
+    if not isinstance(settings, dict):
+        return fmt(settings)
+    return ", ".join(f"{k}={fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
+                     for k, v in settings.items()) or "defaults"
+
+
 ENV.filters.update(
     num=fmt,
+    settings=settings_text,
     interval2=_interval2,
     seed_ranges=tables.seed_ranges,
     finite_count=lambda a: int(np.isfinite(a).sum()),
@@ -103,11 +113,26 @@ def status_section(view: StoreView) -> Section:
 
 # -- per task --------------------------------------------------------------------------------
 def distributions_html(view: StoreView, task_key: str, names: list[str]) -> Markup:
-    figs = []
+    from optiscope.report import interactive
+
+    figs, constant = [], []
+    seeds = [c.seeds for c in view.cells_of(task_key)]
     for fv in tables.final_values(view, task_key, names):
-        figs.append(figure(plots.distributions(fv.metric, fv.finals)))
-        figs.append(figure(plots.final_ecdf(fv.metric, fv.finals, fv.goal)))
-    return grid(figs)
+        every = np.concatenate([v for _, v in fv.finals]) if fv.finals else np.array([])
+        if plots.constant(every):
+            constant.append((fv.metric, every[np.isfinite(every)][0]))
+            continue
+        log_y = plots.wants_log(fv.metric, every)
+        figs.append(interactive.vega_figure(
+            interactive.distributions(fv.metric, fv.finals, log_y=log_y, seeds=seeds),
+            lambda fv=fv, log_y=log_y: plots.distributions(fv.metric, fv.finals, log_y=log_y),
+            kind="distribution"))
+        figs.append(figure(plots.final_ecdf(fv.metric, fv.finals, fv.goal, log_x=log_y)))
+    out = grid(figs)
+    if constant:
+        out += note("Not plotted, the same value for every cell and seed: "
+                    + ", ".join(f"{m} = {fmt(v)}" for m, v in constant) + ".")
+    return out
 
 
 def significance_html(view: StoreView, task_key: str, metric: str) -> Markup:
@@ -115,13 +140,34 @@ def significance_html(view: StoreView, task_key: str, metric: str) -> Markup:
     labels = sig.comparison.table.labels
     if len(labels) < 2:
         return note("One cell with outcomes: nothing to compare.")
+    from optiscope.report import interactive
+
     eff, padj = sig.comparison.table.matrix()
-    return render("significance", sig, Markup(plots.significance_matrix(metric, labels, eff, padj)))
+    fig = interactive.vega_figure(interactive.significance_matrix(metric, labels, eff, padj),
+                                  lambda: plots.significance_matrix(metric, labels, eff, padj), kind="matrix")
+    return render("significance", sig, fig)
 
 
 def curves_html(view: StoreView, task_key: str) -> Markup:
-    return grid([figure(plots.learning_curves(c.metric, c.series, log_y=c.log_y))
-                 for c in tables.learning_curves(view, task_key)])
+    from optiscope.report import interactive
+
+    figs, constant = [], []
+    x_axes = tables.x_axes(view, task_key)
+    for c in tables.learning_curves(view, task_key):
+        every = np.concatenate([v.ravel() for _, _, v in c.series]) if c.series else np.array([])
+        if plots.constant(every):
+            constant.append((c.metric, every[np.isfinite(every)][0]))
+            continue
+        log_y = c.log_y or plots.wants_log(c.metric, every)
+        figs.append(interactive.vega_figure(
+            interactive.learning_curves(c.metric, c.series, log_y=log_y, x_axes=x_axes,
+                                        seed_ids=[cell.seeds for cell in view.cells_of(task_key)]),
+            lambda c=c, log_y=log_y: plots.learning_curves(c.metric, c.series, log_y=log_y), kind="curves"))
+    out = grid(figs)
+    if constant:
+        out += note("Not plotted, constant over training for every cell and seed: "
+                    + ", ".join(f"{m} = {fmt(v)}" for m, v in constant) + ".")
+    return out
 
 
 def runtime_html(view: StoreView, task_key: str) -> Markup:
@@ -144,8 +190,8 @@ def runtime_html(view: StoreView, task_key: str) -> Markup:
 def generalisation_html(view: StoreView, task_key: str) -> Markup:
     g = generalisation(view, task_key)
     if g is None:
-        return note("Not applicable: this task logs no training loss and held-out metric pair "
-                    "(synthetic functions have no held-out data).")
+        return note("Not applicable: this task logs no pair of a training loss and a held-out "
+                    "metric, so there is nothing to correlate.")
     p = g.pooled
     svg = plots.correlation_scatter(
         f"final {g.train} vs {g.held}: Spearman rho = {fmt(p.statistic)} "
@@ -200,6 +246,11 @@ def basins_html(view: StoreView, task_key: str) -> Markup:
 
 
 def task_section(view: StoreView, k: int, task_key: str) -> Section:
+    title = f"Task: {view.task_name(task_key)}"
+    if all(c.n_failed == len(c.status) for c in view.cells_of(task_key)):
+        return Section(title, f"task-{k}", note(
+            "Every cell of this task failed, so it has no results: the errors are in the banner at "
+            "the top and in the status table."))
     names = view.outcome_metrics(task_key)
     head = view.headline_metric(task_key)
     parts = [
@@ -221,7 +272,7 @@ def task_section(view: StoreView, k: int, task_key: str) -> Section:
         parts.append(Markup("<h3>Trajectories on the contours</h3>")
                      + _guard("trajectories", lambda: trajectories_html(view, task_key)))
     parts.append(_guard("basins", lambda: basins_html(view, task_key)))
-    return Section(f"Task: {task_key}", f"task-{k}", Markup("").join(parts))
+    return Section(title, f"task-{k}", Markup("").join(parts))
 
 
 def profile_section(view: StoreView) -> Section:
@@ -229,7 +280,8 @@ def profile_section(view: StoreView) -> Section:
         pa = profile_analysis(view)
         if pa.profile is None:
             return note("No task has a finite target: no profile.")
-        return render("profile", pa, Markup(plots.performance_profile(pa.profile)))
+        names = {t: view.task_name(t) for t in view.tasks()}
+        return render("profile", pa, Markup(plots.performance_profile(pa.profile)), names)
 
     return Section("Performance profile", "profile", _guard("performance profile", body))
 
@@ -240,28 +292,59 @@ EXTRA_SECTIONS: list[SectionFn] = []
 LEADING_SECTIONS: list[SectionFn] = []
 
 
-def build_report(store: RunStore, out: str | Path, title: str | None = None) -> Path:
-    """Write the HTML report for `store` to `out` and return its path."""
+def summary_section(view: StoreView, later: list[Section]) -> Section:
+    """The answer first: rankings, significant differences, the failed/diverged banner, links."""
+    from optiscope.report import summary
+
+    def body() -> Markup:
+        banner = render("trouble_banner", summary.troubles(view), summary.every_cell_failed(view),
+                        str(view.store.root))
+        tasks = [summary.task_summary(view, k, t) for k, t in enumerate(view.tasks())]
+        return render("summary_section", banner, tasks, [(s.title, s.anchor) for s in later],
+                      view.extras.get("verdicts"))
+
+    return Section("Summary", "summary", _guard("summary", body))
+
+
+def build_report(store: RunStore, out: str | Path, title: str | None = None, *, static: bool = False) -> Path:
+    """Write the HTML report for `store` to `out` and return its path.
+
+    Order: the summary (the answer), the hypotheses' verdicts, the section the experiment exists
+    for (tuning, probes, continual learning), then per-task detail, the performance profile
+    (two tasks or more), the status of every cell, and the setup with the experiment file last.
+    `static`: matplotlib figures only (vector SVG, no JavaScript), for papers and archives.
+    """
+    from optiscope.report import interactive
+
     view = StoreView.load(store, seeds=configured_seeds(store.config_text(), store))
     sections: list[Section] = []
-    if view.cells:
-        sections.extend(s for fn in LEADING_SECTIONS if (s := fn(view)) is not None)
-        sections.append(setup_section(view))
-        sections.extend(task_section(view, k, t) for k, t in enumerate(view.tasks()))
-        sections.append(profile_section(view))
-        sections.extend(s for fn in EXTRA_SECTIONS if (s := fn(view)) is not None)
-        sections.append(status_section(view))
-    else:
-        sections.append(Section("Empty store", "empty", "<p>No completed cells yet.</p>"))
-    sections = [Section(s.title, s.anchor, Markup(s.html)) for s in sections]  # trusted markup
-    page = ENV.get_template("report.html").render(
-        title=title or (view.cells and _experiment_name(store)) or store.root.name,
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        store_path=str(store.root),
-        n_cells=len(view.cells),
-        n_runs=sum(len(c.seeds) for c in view.cells),
-        sections=sections,
-    )
+    token = interactive.STATIC.set(static)
+    interactive.reset()
+    try:
+        if view.cells:
+            later: list[Section] = []
+            later.extend(s for fn in LEADING_SECTIONS if (s := fn(view)) is not None)
+            later.extend(s for fn in EXTRA_SECTIONS if (s := fn(view)) is not None)
+            later.extend(task_section(view, k, t) for k, t in enumerate(view.tasks()))
+            if len(view.tasks()) > 1:
+                later.append(profile_section(view))
+            later.append(status_section(view))
+            later.append(setup_section(view))
+            sections = [summary_section(view, later), *later]
+        else:
+            sections.append(Section("Empty store", "empty", "<p>No completed cells yet.</p>"))
+        sections = [Section(s.title, s.anchor, Markup(s.html)) for s in sections]  # trusted markup
+        page = ENV.get_template("report.html").render(
+            title=title or (view.cells and _experiment_name(store)) or store.root.name,
+            generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            store_path=str(store.root),
+            n_cells=len(view.cells),
+            n_runs=sum(len(c.seeds) for c in view.cells),
+            sections=sections,
+            script=Markup(interactive.page_script()) if interactive.used() else "",
+        )
+    finally:
+        interactive.STATIC.reset(token)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)

@@ -30,16 +30,49 @@ def to_svg(fig: plt.Figure) -> str:
     return svg[svg.index("<svg") :]
 
 
+def legend_outside(ax: plt.Axes, fontsize: int = 8) -> None:
+    """The legend to the right of the axes, never over the data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
+
+
 def _finish(
     fig: plt.Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str, *, legend_loc: str = ""
 ) -> str:
-    """Label, grid and legend the axes the same way in every line plot, then render to SVG."""
+    """Label, grid and legend (outside the axes) the same way in every line plot, then render."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, **({"loc": legend_loc} if legend_loc else {}))
+    legend_outside(ax)
     ax.set_title(title, fontsize=10)
     return to_svg(fig)
+
+
+def constant(values: np.ndarray) -> bool:
+    """True when every finite value is the same (a plot of it would say nothing)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and bool(np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())))
+
+
+def wants_log(name: str, values: np.ndarray) -> bool:
+    """A log axis for a gap to an optimum, or any positive metric spanning more than a decade."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or (v <= 0).any():
+        return False
+    return "gap" in name or float(v.max() / v.min()) > 10.0
+
+
+def log_spaced(steps: np.ndarray) -> bool:
+    """Steps sampled on a geometric grid (probe cadences): drawn on a log step axis."""
+    s = np.asarray(steps, dtype=float)
+    s = s[s > 0]
+    if s.size < 4:
+        return False
+    d = np.diff(s)
+    return bool(d[-1] > 4 * d[0] and s[-1] / s[0] >= 20)
 
 
 def learning_curves(
@@ -47,8 +80,12 @@ def learning_curves(
     series: Sequence[tuple[str, np.ndarray, np.ndarray]],
     *,
     log_y: bool = False,
+    log_x: bool | None = None,
 ) -> str:
     """Median across members with an inter-quartile band, one line per cell.
+
+    `log_x` (default: when the steps are log-spaced, as probe cadences are) draws markers at
+    the sampled steps on a symmetric-log step axis.
 
     `series`: (label, steps, values[member, step]); NaN values (diverged members) are ignored
     per step.
@@ -60,17 +97,27 @@ def learning_curves(
         with np.errstate(all="ignore"), _quiet():
             med = np.nanmedian(values, axis=0)
             q1, q3 = np.nanpercentile(values, [25, 75], axis=0)
-        ax.plot(steps, med, color=color(i), label=label, lw=1.6)
+        marker = "o" if len(steps) <= 40 else None
+        ax.plot(steps, med, color=color(i), label=label, lw=1.6, marker=marker, ms=3)
         ax.fill_between(steps, q1, q3, color=color(i), alpha=0.2, lw=0)
     if log_y and _positive(series):
         ax.set_yscale("log")
-    return _finish(fig, ax, f"{title}: median and IQR over seeds", "step", title)
+    every = np.concatenate([np.asarray(s, float) for _, s, _ in series]) if series else np.array([])
+    if log_x if log_x is not None else log_spaced(np.unique(every)):
+        first = every[every > 0].min() if (every > 0).any() else 1.0
+        ax.set_xscale("symlog", linthresh=float(first))
+        ax.set_xlim(left=0)
+        xlabel = "step (log axis beyond the first sample)"
+    else:
+        xlabel = "step"
+    return _finish(fig, ax, f"{title}: median and IQR over seeds", xlabel, title)
 
 
 def distributions(
-    title: str, groups: Sequence[tuple[str, np.ndarray]], *, seed: int = 0
+    title: str, groups: Sequence[tuple[str, np.ndarray]], *, seed: int = 0, log_y: bool | None = None
 ) -> str:
-    """Box plot per cell with every seed drawn as a point (jittered horizontally)."""
+    """Box plot per cell with every seed drawn as a point (jittered horizontally); a log axis
+    for gaps and for values spanning more than a decade (`wants_log`)."""
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(groups) + 2), 3.6))
     rng = np.random.default_rng(seed)
     finite = [g[np.isfinite(g)] for _, g in groups]
@@ -89,15 +136,22 @@ def distributions(
             ax.annotate(f"{missing} not finished", (positions[i], 0.97), xycoords=("data", "axes fraction"),
                         ha="center", va="top", fontsize=8, color="crimson")
     ax.set_xticks(positions, [_wrap(g[0]) for g in groups], fontsize=8)
+    every = np.concatenate(finite) if finite else np.array([])
+    if log_y if log_y is not None else wants_log(title, every):
+        if every.size and (every > 0).all():
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylabel(title)
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(f"final {title}: every seed a point", fontsize=10)
     return to_svg(fig)
 
 
-def final_ecdf(title: str, groups: Sequence[tuple[str, np.ndarray]], goal: str) -> str:
-    """ECDF over *all* seeds of the final metric: the fraction of seeds at least as good as x.
+def final_ecdf(title: str, groups: Sequence[tuple[str, np.ndarray]], goal: str, *, log_x: bool = False) -> str:
+    """The fraction of *all* seeds at least as good as x, on a natural (increasing) x axis.
 
+    For a metric to minimise that is the ECDF P(final <= x), rising to the right; for one to
+    maximise, P(final >= x), falling to the right; the axis label says which side is better.
     Diverged seeds (NaN) never count as reaching any value, so a curve tops out at the cell's
     success rate instead of pretending the diverged seeds were not run.
     """
@@ -108,16 +162,20 @@ def final_ecdf(title: str, groups: Sequence[tuple[str, np.ndarray]], goal: str) 
             ax.plot([], [], color=color(i), label=f"{label} (no finished seed)")
             continue
         if goal == "max":
-            fin = fin[::-1]
-        frac = np.arange(1, fin.size + 1) / vals.size
-        ax.step(fin, frac, where="post", color=color(i), label=label, lw=1.6)
+            frac = (fin.size - np.arange(fin.size)) / vals.size  # P(final >= x) at each sorted value
+            ax.step(fin, frac, where="pre", color=color(i), label=label, lw=1.6)
+        else:
+            frac = np.arange(1, fin.size + 1) / vals.size
+            ax.step(fin, frac, where="post", color=color(i), label=label, lw=1.6)
         ax.scatter(fin, frac, color=color(i), s=10, zorder=3)
-    if goal == "max":
-        ax.invert_xaxis()
+    if log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
     ax.set_ylim(0, 1.02)
+    better = "better: lower, to the left" if goal == "min" else "better: higher, to the right"
     return _finish(
-        fig, ax, f"final {title}: ECDF over seeds", f"final {title} (better to the left)",
-        "fraction of seeds at least this good",
+        fig, ax, f"final {title}: fraction of seeds at least this good", f"final {title} ({better})",
+        "fraction of seeds" + (" <= x" if goal == "min" else " >= x"),
     )
 
 
@@ -250,7 +308,7 @@ def contour_trajectories(
     ax.set_ylim(gy.min(), gy.max())
     ax.set_xlabel("z0 (instance coordinates)")
     ax.set_ylabel("z1")
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    legend_outside(ax, 7)
     ax.set_title(title, fontsize=9)
     return to_svg(fig)
 

@@ -61,7 +61,7 @@ def probes_section(view: StoreView) -> Section | None:
     for task_key in view.tasks():
         names = view.probe_metrics(task_key)
         if names:
-            parts.append((task_key, _task_panels(view, task_key, names)))
+            parts.append((view.task_name(task_key), _task_panels(view, task_key, names)))
     if not parts:
         return None
     return Section("Probes: geometry and solutions", "probes", render("probes", parts))

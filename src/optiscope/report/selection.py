@@ -138,9 +138,17 @@ def _lr_sensitivity(view: StoreView, opt: str, cells: list[CellRuns], metric: st
             rest = {k: v for k, v in c.hyperparameters.items() if k != "lr"}
             groups.setdefault(json.dumps(rest, sort_keys=True), []).append(c)
     out = []
+    rests = {k: json.loads(k) for k in groups}
+    varying = sorted({k for r in rests.values() for k in r
+                      if len({json.dumps(o.get(k), sort_keys=True) for o in rests.values()}) > 1})
     for rest, gc in groups.items():
         if len({c.hyperparameters["lr"] for c in gc}) > 1:
             curve = sensitivity([float(c.hyperparameters["lr"]) for c in gc],
                                 [view.final_values(c, metric) for c in gc])
-            out.append((opt + ("" if rest == "{}" else " " + rest), curve))
+            shown = ", ".join(f"{k}={_num(rests[rest].get(k))}" for k in varying)  # only what differs
+            out.append((opt + (f"({shown})" if shown else ""), curve))
     return out
+
+
+def _num(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -6,6 +6,7 @@ Computed from a `StoreView` with `optiscope.stats`; the HTML layer (templates) o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,32 @@ def learning_curves(view: StoreView, task_key: str) -> list[Curves]:
             for n in names]
 
 
+def x_axes(view: StoreView, task_key: str) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Other x axes of the learning curves: per cell, the median gradient evaluations and wall
+    time (the engine's `grad_evals`, `time_s`) as (steps, value) per cell, for the curves to
+    interpolate at their own steps."""
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    names = view.metric_names(task_key)
+    for name, shown in (("grad_evals", "gradient evaluations"), ("time_s", "wall time (s)")):
+        if name not in names:
+            continue
+        per_cell = {}
+        for c in view.cells_of(task_key):
+            steps, values = view.curves(c, name)
+            if not len(steps) or not np.isfinite(values).any():
+                continue
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(values, axis=0)
+            ok = np.isfinite(med)
+            if ok.sum() < 2:
+                continue
+            per_cell[c.label] = (np.asarray(steps[ok], float), med[ok])
+        if per_cell:
+            out[shown] = per_cell
+    return out
+
+
 @dataclass
 class Significance:
     """The pairwise comparison of a task's cells on its headline metric."""
@@ -133,7 +160,7 @@ class Significance:
 
 def significance(view: StoreView, task_key: str, metric: str) -> Significance:
     cmp = compare_task(view, task_key, metric)
-    rows = cmp.table.rows()
+    rows = cmp.pairwise_rows()
     methods = sorted({str(r.get("pvalue_method", "")) for r in rows} - {""})
     return Significance(cmp, rows, methods)
 

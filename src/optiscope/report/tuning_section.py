@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import Markup
 
-from optiscope.report import plots
+from optiscope.report import interactive, plots
 from optiscope.report.data import StoreView
 from optiscope.report.html import ENV, EXTRA_SECTIONS, Section, _guard, figure, grid, note
 from optiscope.report.tables import seed_ranges
@@ -75,6 +75,39 @@ def sensitivity_svg(s: Sensitivity, metric: str, goal: str, seeds_per_trial: int
         fig, ax, f"{s.key}: final {metric} vs {s.dim}", f"{s.dim}{scale}",
         f"final {metric}: median, IQR over {seeds_per_trial} seeds",
     )
+
+
+def sensitivity_spec(s: Sensitivity, t: TaskTuning, p: Protocol) -> dict:
+    """The sensitivity plot as a Vega-Lite spec: hover a trial for its number, every parameter
+    it ran with, and its score; the selected trial starred; diverged trials at the worst edge."""
+    by_number = {(tr.study, tr.number): tr for tr in t.trials if tr.key == s.key}
+    dims = sorted({k for tr in by_number.values() for k in tr.params})
+    cols: dict[str, list] = {k: [] for k in ("series", "x", "median", "low", "high", "finished", "trial",
+                                             "selected", "worst", *dims)}
+    best = {(study, float(x)) for study, x, _ in s.best}
+    many = len(s.by_study) > 1
+    for study, c, numbers in s.by_study:
+        for j, number in enumerate(numbers):
+            tr = by_number.get((study, number))
+            ok = c.n_finite[j] > 0
+            cols["series"].append(f"study {study}" if many else "trials")
+            cols["x"].append(float(c.x[j]))
+            cols["median"].append(float(c.median[j]) if ok else None)
+            cols["low"].append(float(c.low[j]) if ok else None)
+            cols["high"].append(float(c.high[j]) if ok else None)
+            cols["finished"].append(f"{int(c.n_finite[j])} / {int(c.n[j])} seeds")
+            cols["trial"].append(f"study {study}, trial {number}")
+            cols["selected"].append((study, float(c.x[j])) in best)
+            cols["worst"].append(not ok)
+            for d in dims:
+                v = tr.params.get(d) if tr is not None else None
+                cols[d].append(v if isinstance(v, (int, float)) and not isinstance(v, bool) else
+                               (None if v is None else str(v)))
+    spec = interactive.tuning_sensitivity(
+        f"{s.key}: final {p.metric} vs {s.dim}", s.dim if s.scale != "categorical" else f"{s.dim} (choice index)",
+        f"final {p.metric}: median, IQR over {p.seeds_per_trial} seeds", cols, dims,
+        log_x=s.scale == "log", goal=p.goal)
+    return spec
 
 
 def studies_svg(spread: StudySpread, metric: str) -> str:
@@ -177,7 +210,10 @@ def _sensitivity_html(p: Protocol, t: TaskTuning, key: str) -> Markup:
     panels = [s for s in t.sensitivity if s.key == key]
     if not panels:
         return note(f"No trial of {key} is in the store yet.")
-    figs = [figure(sensitivity_svg(s, p.metric, p.goal, p.seeds_per_trial)) for s in panels]
+    figs = [interactive.vega_figure(sensitivity_spec(s, t, p),
+                                    lambda s=s: sensitivity_svg(s, p.metric, p.goal, p.seeds_per_trial),
+                                    kind="sensitivity")
+            for s in panels]
     n_worst, n = panels[0].n_worst, panels[0].n_trials
     text = (f"{n} trials; each point is one trial (other dimensions vary between trials). "
             f"{n_worst} diverged or failed trial(s) scored worst and drawn as crosses at the worst edge.")

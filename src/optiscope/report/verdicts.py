@@ -39,13 +39,22 @@ def verdicts_section(view: StoreView) -> Section | None:
         verdicts = evaluate(view, hypotheses_from_text(text, "the saved config"))
     except OptiscopeError as exc:
         return Section(TITLE, "verdicts", note(f"The hypotheses could not be evaluated: {exc}"))
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("holds", "fails", "inconclusive", "invalid")}
-    summary = Markup("<p><b>{}</b> of {} hypotheses hold; {} fail; {} inconclusive; {} invalid.</p>").format(
-        counts["holds"], len(verdicts), counts["fails"], counts["inconclusive"], counts["invalid"])
+    # Every verdict string is counted and shown as it comes (holds, fails, inconclusive, and any
+    # other the hypotheses module returns, such as invalid), so a new verdict needs no change here.
+    view.extras["verdicts"] = verdicts  # restated, one line each, in the report's summary
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    known = {"fails": "fail", "inconclusive": "inconclusive", "invalid": "invalid"}
+    others = [Markup("{} {}").format(counts.get(k, 0), word) for k, word in known.items()]
+    others += [Markup("{} {}").format(n, k) for k, n in counts.items() if k != "holds" and k not in known]
+    summary = Markup("<p><b>{}</b> of {} hypotheses hold; {}.</p>").format(
+        counts.get("holds", 0), len(verdicts), Markup("; ").join(others))
     tasks = {v.task for v in verdicts}
     if len(tasks) == 1:
         summary += Markup("<p>Task: {}.</p>").format(next(iter(tasks)))
-    table = ENV.get_template("verdicts.html").module.verdicts(verdicts, len(verdicts), len(tasks) > 1)
+    table = ENV.get_template("verdicts.html").module.verdicts(verdicts, len(verdicts), len(tasks) > 1,
+                                                             {v.name: _rows(getattr(v, "looks", None)) for v in verdicts})
     return Section(TITLE, "verdicts", summary + Markup(table) + sequential_paths(view, text))
 
 
@@ -76,6 +85,22 @@ def sequential_paths(view: StoreView, config_text: str) -> Markup:
         claim = Claim.from_hypothesis(h) if h is not None else None
         path = look_path(looks, name, claim=claim, plan=seq_plan if claim else None)
         out += Markup('<div class="figure">{}</div>').format(Markup(sequential_path(path, name)))
+    return out
+
+
+def _rows(looks: object) -> list[dict]:
+    """A hypothesis's sequential looks (if it has any) as table rows, whatever they are stored as
+    (dicts, dataclasses or named tuples): one row per look, one column per field."""
+    import dataclasses
+
+    out = []
+    for look in looks or []:
+        if dataclasses.is_dataclass(look) and not isinstance(look, type):
+            out.append(dataclasses.asdict(look))
+        elif hasattr(look, "_asdict"):
+            out.append(look._asdict())
+        elif isinstance(look, dict):
+            out.append(dict(look))
     return out
 
 

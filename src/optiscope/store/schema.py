@@ -36,6 +36,7 @@ RUNS = pa.schema(
         # (runs/<batch_id>.parquet, ...). Null in stores written before seeds on demand, where
         # each cell was one batch named by its cell_id: the `runs` view fills it in.
         ("batch_id", pa.string()),
+        ("task_label", pa.string()),  # how the report names the task (label, or non-default settings)
     ]
 )
 
