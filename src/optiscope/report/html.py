@@ -3,7 +3,9 @@
 Rendering only: the numbers come from the analysis layer (`tables`, `analysis`, `runtime`,
 `selection`, `trajectories`, all reading the store alone), the plots from `plots`, and the
 markup from Jinja templates with autoescaping on (`templates/parts.html` holds the building
-blocks). Other modules add a section through `EXTRA_SECTIONS` (the probe panels do).
+blocks). Other modules add a section through `EXTRA_SECTIONS` (the probe panels do). The summary
+(`summary.py`) comes first; the interactive figures are Vega-Lite specs (`interactive.py`), each
+with its matplotlib figure as the static fallback (`build_report(static=True)`).
 """
 
 from __future__ import annotations
@@ -286,9 +288,10 @@ def profile_section(view: StoreView) -> Section:
     return Section("Performance profile", "profile", _guard("performance profile", body))
 
 
-#: Extra sections other modules contribute (the probe panels). Each is called with the view.
+#: The sections an experiment exists for (tuning, probes, continual learning), contributed by
+#: other modules; drawn right after the summary and the verdicts, before the per-task detail.
 EXTRA_SECTIONS: list[SectionFn] = []
-#: Sections that open the report, before the setup (the hypotheses' verdicts).
+#: Sections that follow the summary first of all (the hypotheses' verdicts).
 LEADING_SECTIONS: list[SectionFn] = []
 
 
