@@ -66,6 +66,30 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def warn(message: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def open_store(path: Path) -> Any:
+    """Open a store for reading, saying in one line per file what is left out as damaged."""
+    from optiscope.store import RunStore
+
+    store = RunStore.open(path)
+    for p in store.problems():
+        warn(f"{p.line()}: left out (the cell counts as missing; `optiscope check {path}` lists all, "
+             "`optiscope run` trains it again)")
+    return store
+
+
+def warn_missing(store: Any, task: str | None = None) -> None:
+    """Say which configured cells (of `task`, if given) the store does not have."""
+    missing = [m for m in store.missing_cells() if task is None or m.get("task") == task.split("(")[0]]
+    if missing:
+        names = ", ".join(f"{m.get('label')} ({m.get('experiment')})" for m in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        warn(f"{len(missing)} configured cell(s) are not in the store and are left out: {names}{more}")
+
+
 class _RichProgress:
     """Feeds the runner's progress callbacks into a rich progress bar with steps/s."""
 
@@ -118,9 +142,13 @@ def run(
         if threads is not None:
             cfg.experiment.threads = threads
         n_threads = set_threads(cfg.experiment.threads)
+        cells = cfg.cells()  # a repeated cell is refused here, before anything is made
         root = store or Path("runs") / cfg.experiment.name
-        run_store = RunStore.create(root)  # fails before training if it cannot be written
         wanted = device or cfg.experiment.device
+        if device is not None:
+            from optiscope.config import ExperimentSection
+
+            ExperimentSection.check_device(device, "--device")
         # On a cluster the GPUs are the workers', not necessarily this machine's.
         remote_gpu = executor == "ray" and address is not None and (gpus_per_cell or 0) > 0
         dev = ("cuda" if wanted == "auto" else wanted) if remote_gpu else resolve_device(wanted)
@@ -128,6 +156,7 @@ def run(
             raise OptiscopeError("--address, --workers, --gpus-per-cell and --shared-store need --executor ray")
         if gpus_per_cell and not dev.startswith("cuda"):
             raise OptiscopeError(f"--gpus-per-cell {gpus_per_cell} needs --device cuda (device is {dev})")
+        run_store = RunStore.create(root)  # config and device checked: now the store may be made
         gpus = gpus_per_cell if gpus_per_cell is not None else float(dev.startswith("cuda"))
         runner = make_executor(
             executor, address=address, workers=workers, gpus_per_cell=gpus,
@@ -137,7 +166,6 @@ def run(
     except OptiscopeError as exc:
         fail(str(exc))
         return
-    cells = cfg.cells()
     if cfg.tuning:  # the trials are asked as the study goes: say the protocol, not a cell count
         from optiscope.tuning.spec import parse_tuning
 
@@ -173,7 +201,8 @@ def run(
             summary = run_experiment(
                 cfg, run_store, device=dev, progress=_RichProgress(bar),
                 config_text=experiment.read_text(), probe_runner_factory=probe_factory,
-                executor=runner,
+                executor=runner, say=lambda m: bar.console.print(
+                    f"[bold yellow]warning:[/] {escape(m)}", highlight=False, soft_wrap=True),
             )
         except OptiscopeError as exc:
             fail(str(exc))
@@ -204,14 +233,17 @@ def _write_report(store: Path, out: Path, static: bool = False) -> None:
     from optiscope.report import build_report
     from optiscope.report.data import StoreView
     from optiscope.report.summary import every_cell_failed, troubles
-    from optiscope.store import RunStore
 
     try:
-        run_store = RunStore.open(store)
+        run_store = open_store(store)
+        warn_missing(run_store)
         path = build_report(run_store, out, static=static)
         view = StoreView.load(run_store)
     except OptiscopeError as exc:
         fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"--out: cannot write the report to '{out}' ({exc.strerror or exc}); choose a writable path")
         return
     if every_cell_failed(view):
         err_console.print(f"[bold red]error:[/] every cell in {escape(str(store))} failed: the report at "
@@ -275,12 +307,11 @@ def query(
 
     DuckDB may read the store's own files and nothing else: no writes, no reads elsewhere.
     """
-    from optiscope.store import RunStore
     from optiscope.tabular import check_format, write_rows
 
     try:
         fmt = check_format(output)
-        columns, rows = RunStore.open(store).query(sql)
+        columns, rows = open_store(store).query(sql)
     except OptiscopeError as exc:
         fail(str(exc))
         return
@@ -314,7 +345,6 @@ def compare(
     from optiscope.report.analysis import compare_task
     from optiscope.report.data import StoreView, configured_seeds
     from optiscope.stats import ALTERNATIVES
-    from optiscope.store import RunStore
     from optiscope.tabular import check_format, write_rows
 
     if alternative not in ALTERNATIVES:
@@ -322,7 +352,8 @@ def compare(
         return
     try:
         fmt = check_format(output)
-        run_store = RunStore.open(store)
+        run_store = open_store(store)
+        warn_missing(run_store, task)
         if metric is not None and metric in run_store.categorical_metrics():
             fail(_categorical_message(store, task or "TASK", metric))
             return
@@ -386,14 +417,13 @@ def probe(
     from optiscope.engine.runner import resolve_device
     from optiscope.probes.posthoc import probe_cell, resolve_cells, write_probe_metrics
     from optiscope.probes.schedule import parse_probe_config
-    from optiscope.store import RunStore
 
     try:
         raw: dict[str, Any] = {"tier": tier, "samples": samples, "top_k": top_k}
         if probes:
             raw["probes"] = [p.strip() for p in probes.split(",") if p.strip()]
         config = parse_probe_config(raw)
-        run_store = RunStore.open(store)
+        run_store = open_store(store)
         dev = resolve_device(device)
         cell_ids = resolve_cells(run_store, cell)
         if not cell_ids:
@@ -414,7 +444,8 @@ def probe(
 @app.command()
 def verify(
     store: Annotated[Path, typer.Argument(help="store directory")],
-    config: Annotated[Path | None, typer.Option(help="TOML file with hypotheses tables (default: the store's saved config)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with hypotheses tables (default: every experiment's saved config)")] = None,
+    experiment: Annotated[str | None, typer.Option(help="judge only this experiment's hypotheses (default: every experiment in the store)")] = None,
     output: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
     until_decided: Annotated[bool, typer.Option("--until-decided", help="add seeds in batches and look again (a group-sequential design) until every hypothesis is decided or max_seeds is reached")] = False,
     max_seeds: Annotated[int | None, typer.Option(help="--until-decided: seeds per cell at most (default: [verification] max_seeds)")] = None,
@@ -422,8 +453,8 @@ def verify(
     spending: Annotated[str | None, typer.Option(help="--until-decided: alpha spending, obrien-fleming (default) or pocock")] = None,
     device: Annotated[str | None, typer.Option(help="--until-decided: device to train on (default: the experiment's)")] = None,
 ) -> None:
-    """Test every claim of the experiment's hypotheses tables on the stored runs: holds, fails,
-    inconclusive or invalid.
+    """Test every claim of the hypotheses tables of every experiment in the store (each on its
+    own experiment's cells, or only --experiment's): holds, fails, inconclusive or invalid.
 
     With --until-decided, seeds are added in batches (only those the store lacks are trained)
     and the hypotheses looked at again after each batch, with group-sequential boundaries that
@@ -447,11 +478,12 @@ def verify(
         fmt = check_format(output)
         if config is not None and not config.is_file():
             raise OptiscopeError(f"--config: '{config}' is not a file")
+        warn_missing(open_store(store))
         if until_decided:
             _verify_until_decided(store, config, fmt, max_seeds=max_seeds, batch=batch,
-                                  spending=spending, device=device)
+                                  spending=spending, device=device, experiment=experiment)
             return
-        verdicts = verify_store(store, config=config)
+        verdicts = verify_store(store, config=config, experiment=experiment)
     except OptiscopeError as exc:
         fail(str(exc))
         return
@@ -480,10 +512,15 @@ def _verify_until_decided(store: Path, config: Path | None, fmt: str, **plan: An
     from optiscope.tabular import write_rows
 
     run_store = RunStore.open(store)
+    experiment = plan.pop("experiment")
     if config is not None:
         cfg = load_config(config)
     else:
-        text = run_store.config_text()
+        saved = run_store.experiment_configs()
+        if experiment is not None and experiment not in saved:
+            raise OptiscopeError(f"--experiment '{experiment}': the store {run_store.root} has no saved config "
+                                 f"of that name; experiments: {', '.join(saved) or 'none'}")
+        text = saved[experiment] if experiment is not None else run_store.config_text()
         if text is None:
             raise OptiscopeError(f"the store {run_store.root} has no saved config (config.toml): give --config FILE")
         cfg = parse_config(tomllib.loads(text), str(run_store.root / "config.toml"))
@@ -510,6 +547,36 @@ def _verify_until_decided(store: Path, config: Path | None, fmt: str, **plan: An
     err.print(f"{result.seeds_trained} runs trained by this verification; looks stored in "
               f"{run_store.root / 'verification'}")
     raise typer.Exit(0 if result.all_hold else 1)
+
+
+# -- check (every file of a store read and verified; --repair sets the bad ones aside) -----------
+@app.command()
+def check(
+    store: Annotated[Path, typer.Argument(help="store directory")],
+    repair: Annotated[bool, typer.Option(help="move damaged and orphaned files to STORE/quarantine, remove leftovers")] = False,
+) -> None:
+    """Read every file of a store: checksums, footers, schemas, and that runs, metrics and
+    parameters correspond. Lists what is damaged, orphaned or left over (.tmp files).
+
+    Exit status: 0 the store is sound (after --repair: made sound); 1 problems remain; 2 bad input.
+    """
+    from optiscope.store.check import check_store
+
+    try:
+        result = check_store(store, repair=repair)
+    except OptiscopeError as exc:
+        fail(str(exc))
+        return
+    for line in result.repaired:
+        console.print(f"repaired: {escape(line)}", highlight=False, soft_wrap=True)
+    for p in result.problems:
+        console.print(f"[bold red]{p.kind}:[/] {escape(p.line())}", highlight=False, soft_wrap=True)
+    for busy in result.busy:
+        warn(f"cell {busy} is being trained by another run: left alone")
+    verdict = "sound" if result.clean else f"{len(result.problems)} problem(s)"
+    hint = "" if result.clean or repair else f"; `optiscope check {store} --repair` sets them aside"
+    console.print(f"{store}: {result.cells} cells verified, {verdict}{hint}")
+    raise typer.Exit(0 if result.clean else 1)
 
 
 def main() -> None:  # pragma: no cover

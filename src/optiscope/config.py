@@ -31,6 +31,12 @@ from optiscope.tasks.base import Task
 from optiscope.tasks.registry import make_task, settings_function
 
 
+#: Most seeds one cell may ask for: far above any study's (hundreds), far below a count whose
+#: seed tuple and run rows alone would exhaust memory before training starts.
+MAX_SEEDS = 100_000
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
 class ExperimentSection(BaseModel):
     """`[experiment]`: what every cell shares."""
 
@@ -55,11 +61,29 @@ class ExperimentSection(BaseModel):
     #: Not part of any cell id: it changes speed (and a sum's last bit), not what is computed.
     threads: int | None = Field(None, ge=1)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v in (".", ".."):
+            raise ValueError("name must be one path component other than '.' or '..' (letters, digits, _ . -)")
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            raise ValueError("seeds must be a count (an integer >= 1) or a list of seeds, not true/false")
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: int | list[int]) -> int | list[int]:
         if isinstance(v, int) and v < 1:
             raise ValueError("seeds must be >= 1 (a count) or a list of seeds")
+        if isinstance(v, int) and v > MAX_SEEDS:
+            raise ValueError(f"seeds = {v} is above the limit of {MAX_SEEDS} seeds per cell")
+        if isinstance(v, list) and len(v) > MAX_SEEDS:
+            raise ValueError(f"a list of {len(v)} seeds is above the limit of {MAX_SEEDS} seeds per cell")
         if isinstance(v, list) and (not v or len(set(v)) != len(v) or min(v) < 0):
             raise ValueError("a list of seeds must be non-empty, distinct and >= 0")
         return v
@@ -67,9 +91,19 @@ class ExperimentSection(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
-            raise ValueError("device must be one of auto, cpu, cuda, cuda:N, mps")
+        if not cls.device_ok(v):
+            raise ValueError(f"device must be one of {DEVICES}")
         return v
+
+    @staticmethod
+    def device_ok(v: str) -> bool:
+        return v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+
+    @classmethod
+    def check_device(cls, v: str, field: str = "device") -> None:
+        """Raise an OptiscopeError naming `field` when `v` is not a device name."""
+        if not cls.device_ok(v):
+            raise OptiscopeError(f"{field}: '{v}' is not a device; choose one of {DEVICES}")
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
@@ -157,6 +191,25 @@ class ExperimentConfig(BaseModel):
     #: sequential.SequentialPlan: max_seeds, batch, first, alpha, spending, futility_floor).
     verification: dict[str, Any] | None = None
 
+    @pydantic.model_validator(mode="after")
+    def _distinct_optimizers(self) -> ExperimentConfig:
+        labels: dict[str, int] = {}
+        entries: dict[str, int] = {}
+        for i, o in enumerate(self.optimizers):
+            if o.label is not None:
+                if o.label in labels:
+                    raise ValueError(
+                        f"optimizers[{labels[o.label]}] and optimizers[{i}] share the label '{o.label}': "
+                        "labels name cells in reports, compare and hypotheses, so each must be unique")
+                labels[o.label] = i
+            key = json.dumps(o.model_dump(), sort_keys=True, default=str)
+            if key in entries:
+                raise ValueError(
+                    f"optimizers[{i}] repeats optimizers[{entries[key]}] ('{o.name}' with the same "
+                    "settings): it would train the same cell; remove one, or give it other settings")
+            entries[key] = i
+        return self
+
     def cells(self) -> list[Cell]:
         """Every (task setting x optimizer setting) of the experiment, in config order.
 
@@ -199,6 +252,15 @@ class ExperimentConfig(BaseModel):
                         task_label=task_label,
                     )
                 )
+        seen: dict[str, Cell] = {}
+        for c in cells:  # two grid points with equal effective settings are one cell, said once
+            if c.cell_id in seen:
+                first = seen[c.cell_id]
+                raise OptiscopeError(
+                    f"optimizer '{c.optimizer}': {first.display_name} and {c.display_name} on task "
+                    f"'{c.task}' are the same cell (equal settings once defaults are filled in); "
+                    "list each setting once")
+            seen[c.cell_id] = c
         return cells
 
 
@@ -428,10 +490,12 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
         raise OptiscopeError(f"{source}: {format_validation_error(exc)}") from None
     # Names and settings of tasks and optimizers are checked now, before any training starts,
     # so a typo fails in a second rather than after an hour.
+    logged: dict[str, set[str]] = {}  # task name -> metric names its tasks declare
     try:
         for t in cfg.tasks:
             for s in expand_grid(t.settings(), _task_types(t.name)):
-                _check_task(t.name, s)
+                built = _check_task(t.name, s)
+                logged.setdefault(t.name, set()).update(m.name for m in getattr(built, "metrics", ()))
         for o in cfg.optimizers:
             for h in expand_grid(o.settings(), _optimizer_types(o.name)):
                 _check_optimizer(o.name, h)
@@ -446,7 +510,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
         if cfg.hypotheses:
             from optiscope.hypotheses.spec import parse_hypotheses
 
-            parse_hypotheses(cfg)
+            _check_hypothesis_metrics(parse_hypotheses(cfg), logged, probes=bool(cfg.probes))
         if cfg.verification is not None:
             from optiscope.hypotheses.sequential import SequentialPlan
 
@@ -456,13 +520,37 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentCon
     return cfg
 
 
-def _check_task(name: str, settings: dict[str, Any]) -> None:
+def _check_task(name: str, settings: dict[str, Any]) -> Task:
     try:
-        make_task(name, **settings)
+        return make_task(name, **settings)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, OptiscopeError):
             raise
         raise OptiscopeError(f"task '{name}': {exc}") from None
+    except Exception as exc:  # a task factory's own bug or a missing file: one line, not a traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise OptiscopeError(f"task '{name}': its factory raised {type(exc).__name__}: {first}") from None
+
+
+def _check_hypothesis_metrics(hypotheses: Sequence[Any], logged: dict[str, set[str]], *, probes: bool) -> None:
+    """A hypothesis on a metric no task of its scope logs is refused now, not after training.
+
+    Families (`acc_task*`) and, where `[probes]` adds metrics, unknown names are left to verify.
+    """
+    from optiscope.engine.result import ENGINE_METRICS
+    from optiscope.probes.iterates import ITERATE_NAMES
+
+    always = {m.name for m in ENGINE_METRICS} | set(ITERATE_NAMES)
+    for h in hypotheses:
+        name = h.metric_name
+        if name.endswith("*") or probes:
+            continue
+        tasks = [h.task] if h.task in logged else list(logged)
+        known = set().union(*(logged[t] for t in tasks)) if tasks else set()
+        if known and name not in known | always:
+            raise OptiscopeError(
+                f"hypothesis '{h.name}': metric = '{name}' is not a metric of task "
+                f"{', '.join(tasks)}; its metrics: {', '.join(sorted(known))} (and {', '.join(sorted(always))})")
 
 
 def _check_optimizer(name: str, hyperparameters: dict[str, Any]) -> None:
@@ -487,7 +575,7 @@ def format_validation_error(exc: pydantic.ValidationError) -> str:
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"])
         got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
-        parts.append(f"{loc}: {e['msg']}{got}")
+        parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(parts)
 
 

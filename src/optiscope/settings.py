@@ -8,6 +8,7 @@ names, wrong types) with errors that name the field, and `optiscope list` can sh
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -63,6 +64,12 @@ def validate_settings(
     except pydantic.ValidationError as exc:
         problems = "; ".join(_describe(e, fields) for e in exc.errors())
         raise OptiscopeError(f"{kind} '{name}': {problems}") from None
+    for k, v in values.items():  # a range [a, inf) excludes inf as it excludes nan (pydantic's ge lets it by)
+        interval = _interval(fields[k][0], []) if k in fields else None
+        default = fields[k][1] if k in fields else None
+        means_no_limit = isinstance(default, float) and math.isinf(default)  # prodigy's growth_rate
+        if isinstance(v, float) and math.isinf(v) and interval is not None and not means_no_limit:
+            raise OptiscopeError(f"{kind} '{name}': {k} must be in {interval}, got {v!r}")
     return {k: getattr(checked, k) for k in values}
 
 

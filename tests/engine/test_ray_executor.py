@@ -196,5 +196,7 @@ def test_a_worker_killed_past_its_retries_records_the_unit_failed(tmp_path):
     summary = run_with_a_kill(long_cell(), store, RayExecutor(max_retries=0))
     (message,) = summary.failed.values()
     assert message.startswith("WorkerCrashedError:") and "(after 0 retries)" in message
+    (cell,) = long_cell().cells()
+    assert f"cells adam(lr=0.001) ({cell.cell_id})" in message  # which cells the dead worker held
     assert store.query("SELECT DISTINCT status FROM runs")[1] == [("failed",)]
     assert store.query("SELECT count(*) FROM metrics")[1] == [(0,)]

@@ -171,7 +171,7 @@ def test_the_hypotheses_can_come_from_a_config_object_or_a_file(store, tmp_path)
     claims = toml(claim("treated-lower", "treated", "control"))
     path = tmp_path / "claims.toml"
     path.write_text(claims)
-    cfg = parse_config({"experiment": {"name": "x"}, "tasks": [{"name": "quadratic"}],
+    cfg = parse_config({"experiment": {"name": "x"}, "tasks": [{"name": "least-squares"}],  # logs `loss`
                         "optimizers": [{"name": "adam", "label": "treated"}, {"name": "sgd", "label": "control"}],
                         "hypotheses": [claim("treated-lower", "treated", "control")]})
     results = [verify_store(store.root, claims), verify_store(store.root, config=path),

@@ -37,7 +37,13 @@ def unit_payloads(
 
 
 class LocalExecutor:
-    """Trains units one after another in this process (checkpoints go straight to the store)."""
+    """Trains units one after another in this process (checkpoints go straight to the store).
+
+    Takes its units lazily (`claims_lazily`): the runner locks a unit's cells as it starts, so
+    two runs into one store split the cells between them.
+    """
+
+    claims_lazily = True
 
     def run(
         self, units: Sequence[WorkUnit], ctx: UnitContext, *, store: Any, on_step: ProgressFn | None

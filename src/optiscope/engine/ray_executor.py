@@ -236,6 +236,9 @@ class RayExecutor:
                         payloads = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         text = error_text(exc, self.max_retries)
+                        first, _, rest = text.partition("\n")  # Ray's text names no cell: say which
+                        text = (f"{first} [unit {unit.unit_id}: cells "
+                                f"{', '.join(f'{c.display_name} ({c.cell_id})' for c in unit.cells)}]\n{rest}")
                         payloads = [failed_payload(c, text) for c in unit.cells]
                     if on_step is not None:
                         on_step(max(unit.total_steps - shown.get(unit.unit_id, 0), 0))

@@ -229,14 +229,15 @@ def _train(unit: WorkUnit, ctx: UnitContext, checkpoints: Any, on_step: Progress
         )
         tracker = StopTracker(trainer, parts)
         ckpt_id = unit.unit_id if len(ranges) == 1 else f"{unit.unit_id}.m{a}-{b}"
-        result = run_trainer(trainer, first, ctx, checkpoints, ckpt_id, progress, tracker, final_save=len(ranges) > 1)
+        # A finished pack or chunk is checkpointed at its end and kept until every cell of the
+        # unit has landed (the driver removes it), so a crash between landings costs no training.
+        result = run_trainer(trainer, first, ctx, checkpoints, ckpt_id, progress, tracker, final_save=True)
         results.append((result, tracker.cost(result)))
         trained_task = trainer.task
     combined = concat_results([r for r, _ in results])
     if chunk:
         combined.chunk_size = chunk
     cost = MemberCost.concat([c for _, c in results])
-    _discard_checkpoints(checkpoints, unit, ranges)
     pieces = split_result(combined, [len(c.seeds) for c in cells], cost=cost)
     return [CellOutcome(c, r, trained_task) for c, r in zip(cells, pieces, strict=True)]
 
@@ -290,13 +291,3 @@ def _cell_bounds(cells: Sequence[Cell]) -> list[tuple[int, int]]:
         bounds.append((start, start + len(c.seeds)))
         start += len(c.seeds)
     return bounds
-
-
-def _discard_checkpoints(checkpoints: Any, unit: WorkUnit, ranges: list[tuple[int, int]]) -> None:
-    """Remove a pack's or chunk's checkpoints once its cells are trained (a lone cell's goes when
-    the cell lands). Best effort: only a store with `checkpoint_path` has files to remove."""
-    path_of = getattr(checkpoints, "checkpoint_path", None)
-    if path_of is None:
-        return
-    for a, b in ranges:
-        path_of(unit.unit_id if len(ranges) == 1 else f"{unit.unit_id}.m{a}-{b}").unlink(missing_ok=True)

@@ -71,6 +71,7 @@ class Verdict:
     median_b: float
     note: str = ""
     guards: tuple[GuardCheck, ...] = ()  # every guard checked, met or not
+    experiment: str = ""  # whose [[hypotheses]] it is (its cells are resolved among that one's)
 
     @property
     def name(self) -> str:
@@ -153,7 +154,7 @@ def outcome_name(h: Hypothesis) -> str:
     return {"cliffs_delta": "Cliff's delta", "shift": "shift", "rate_difference": "rate difference"}[h.effect_measure]
 
 
-def evaluate(view: StoreView, hypotheses: list[Hypothesis]) -> list[Verdict]:
+def evaluate(view: StoreView, hypotheses: list[Hypothesis], experiment: str = "") -> list[Verdict]:
     """Every hypothesis tested on `view`'s store, p-values Holm-adjusted together.
 
     Raises OptiscopeError for bad input (a cell or metric the store does not have).
@@ -168,7 +169,7 @@ def evaluate(view: StoreView, hypotheses: list[Hypothesis]) -> list[Verdict]:
     m = int(np.isfinite(raw).sum())
     verdicts = []
     for h, s, o, p_adj, g in zip(hypotheses, samples, outcomes, adjusted, guards, strict=True):
-        verdicts.append(guarded(_verdict(h, s, o, float(p_adj), m), g))
+        verdicts.append(replace(guarded(_verdict(h, s, o, float(p_adj), m), g), experiment=experiment))
     return verdicts
 
 
@@ -215,7 +216,7 @@ def _verdict(h: Hypothesis, s: Samples, o: TestOutcome | None, p_adj: float, m: 
 VERDICT_COLUMNS = [
     "hypothesis", "verdict", "claim", "test", "statistic", "p", "p_holm", "effect_measure",
     "effect", "effect_low", "effect_high", "power", "n_a", "n_b", "reason", "task", "note",
-    "guards_failed", "guards",
+    "guards_failed", "guards", "experiment",
 ]
 
 
@@ -224,7 +225,7 @@ def verdict_rows(verdicts: list[Verdict]) -> list[list[Any]]:
     return [
         [v.name, v.verdict, v.hypothesis.describe(), v.test, v.statistic, v.pvalue, v.pvalue_adjusted,
          v.effect_measure, v.effect.estimate, v.effect.low, v.effect.high, v.power, v.n_a, v.n_b,
-         v.reason, v.task, v.note, v.guards_failed(), v.guards_text()]
+         v.reason, v.task, v.note, v.guards_failed(), v.guards_text(), v.experiment]
         for v in verdicts
     ]
 
@@ -282,14 +283,69 @@ def config_seeds(store: RunStore, config_text: str | None = None, config: Any = 
     return configured_seeds(text if text is not None else store.config_text(), store)
 
 
-def verify_store(store_path: str | Path, config_text: str | None = None, *, config: Any = None) -> list[Verdict]:
-    """Evaluate the hypotheses of a store (its saved config unless `config_text` / `config` is given).
+def declared_experiment(config: Any) -> str | None:
+    """The `[experiment].name` a config (object, path or TOML text) declares, if any."""
+    if config is None:
+        return None
+    if not isinstance(config, (str, Path)):
+        return getattr(getattr(config, "experiment", None), "name", None)
+    try:
+        text = Path(config).read_text() if isinstance(config, Path) or (
+            "\n" not in config and Path(config).is_file()) else config
+        name = tomllib.loads(text).get("experiment", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
-    Raises OptiscopeError for bad input: no hypotheses, an unknown cell or metric.
+
+def _scoped(view: StoreView, name: str | None) -> StoreView:
+    """`view` restricted to experiment `name` when the store holds it (else the whole store:
+    a claims file that names no stored experiment is read against every cell)."""
+    return view.for_experiment(name) if name is not None and name in view.experiments() else view
+
+
+def verify_store(
+    store_path: str | Path, config_text: str | None = None, *, config: Any = None, experiment: str | None = None,
+) -> list[Verdict]:
+    """Evaluate the hypotheses of a store: those of `config_text` / `config` when given (resolved
+    within the experiment it names), else every saved experiment's own hypotheses, each within
+    its own experiment's cells and Holm-corrected as its own family (`experiment`: only that one).
+
+    Raises OptiscopeError for bad input: no hypotheses, an unknown cell, metric or experiment.
     """
     store = RunStore.open(store_path)
-    hypotheses = store_hypotheses(store, config_text, config)
     view = StoreView.load(store, seeds=config_seeds(store, config_text, config))
     if not view.cells:
         raise OptiscopeError(f"the store {store.root} has no completed cells: nothing to verify")
-    return evaluate(view, hypotheses)
+    if config_text is not None or config is not None:
+        hypotheses = store_hypotheses(store, config_text, config)
+        if config is None and not isinstance(config_text, str):
+            config = config_text
+        name = experiment or declared_experiment(config if config is not None else config_text)
+        return evaluate(_scoped(view, name), hypotheses, name or "")
+    saved = store.experiment_configs()
+    if experiment is not None:
+        if experiment not in saved:
+            raise OptiscopeError(
+                f"--experiment '{experiment}': the store {store.root} has no saved config of that "
+                f"name; experiments: {', '.join(saved) or 'none'}")
+        saved = {experiment: saved[experiment]}
+    if not saved:
+        raise OptiscopeError(f"the store {store.root} has no saved config (config.toml): give --config FILE")
+    claims = {n: t for n, t in saved.items() if _has_hypotheses(t)}
+    if not claims:
+        name, text = next(iter(saved.items()))
+        hypotheses_from_text(text, f"{store.root / 'configs' / name}.toml")  # raises: no hypotheses
+    verdicts: list[Verdict] = []
+    for name, text in claims.items():  # each on the seeds its own config asks for
+        hypotheses = hypotheses_from_text(text, f"{store.root / 'configs' / name}.toml")
+        own = view if len(saved) == 1 else StoreView.load(store, seeds=config_seeds(store, text))
+        verdicts += evaluate(_scoped(own, name), hypotheses, name)
+    return verdicts
+
+
+def _has_hypotheses(text: str) -> bool:
+    try:
+        return bool(tomllib.loads(text).get("hypotheses"))
+    except tomllib.TOMLDecodeError:
+        return True  # let hypotheses_from_text say what is wrong with it

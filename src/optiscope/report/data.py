@@ -47,6 +47,7 @@ class CellRuns:
     func_evals: int = 0
     role: str = "cell"  # cell | trial (a tuning trial) | final (a tuned or default re-run)
     task_label: str | None = None  # the name the store recorded for the task (None: older store)
+    experiment: str = ""
 
     @property
     def n_ok(self) -> int:
@@ -108,7 +109,7 @@ class StoreView:
                     str(data["label"][i]), json.loads(str(data["hyperparameters"][i])),
                     [], [], [], [], _none(data["error"][i]), float(data["wall_time_s"][i]),
                     int(data["grad_evals"][i]), str(data["mode"][i]), settings,
-                    int(data["steps"][i]), role=_role(data, i),
+                    int(data["steps"][i]), role=_role(data, i), experiment=str(data["experiment"][i]),
                     task_label=_none(data["task_label"][i]) if "task_label" in data else None,
                 )
             c = by_cell[cid]
@@ -153,6 +154,18 @@ class StoreView:
             if len(found) == 1:
                 return found[0]
         return None
+
+    def experiments(self) -> list[str]:
+        """The experiments whose cells the store holds, in landing order."""
+        return list(dict.fromkeys(c.experiment for c in self.cells + self.trial_cells))
+
+    def for_experiment(self, name: str) -> StoreView:
+        """The same store seen through one experiment's cells (sharing the value cache), so
+        that a label names a cell of that experiment even where another experiment reuses it."""
+        return StoreView(
+            self.store, [c for c in self.cells if c.experiment == name],
+            [c for c in self.trial_cells if c.experiment == name], self.declarations, self._cache,
+        )
 
     def cells_of(self, task_key: str) -> list[CellRuns]:
         return [c for c in self.cells if c.task_key == task_key]

@@ -337,12 +337,14 @@ def build_report(store: RunStore, out: str | Path, title: str | None = None, *, 
         else:
             sections.append(Section("Empty store", "empty", "<p>No completed cells yet.</p>"))
         sections = [Section(s.title, s.anchor, Markup(s.html)) for s in sections]  # trusted markup
+        from optiscope.report.store_notes import store_notes  # here: it imports this module
         page = ENV.get_template("report.html").render(
             title=title or (view.cells and _experiment_name(store)) or store.root.name,
             generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             store_path=str(store.root),
             n_cells=len(view.cells),
             n_runs=sum(len(c.seeds) for c in view.cells),
+            store_notes=store_notes(view),
             sections=sections,
             script=Markup(interactive.page_script()) if interactive.used() else "",
         )

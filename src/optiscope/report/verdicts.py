@@ -30,13 +30,15 @@ def verdicts_section(view: StoreView) -> Section | None:
     """The verdicts table; None when the saved config states no hypotheses."""
     # Imported here: optiscope.hypotheses reads stores through optiscope.report.data, so a
     # module-level import would be circular when the hypotheses are imported first.
-    from optiscope.hypotheses.evaluate import evaluate, hypotheses_from_text
+    from optiscope.hypotheses.evaluate import _scoped, evaluate, hypotheses_from_text
 
-    text = view.store.config_text()
-    if text is None or not _has_hypotheses(text):
+    claims = {n: t for n, t in view.store.experiment_configs().items() if _has_hypotheses(t)}
+    if not claims:
         return None
+    verdicts = []
     try:
-        verdicts = evaluate(view, hypotheses_from_text(text, "the saved config"))
+        for name, text in claims.items():  # each experiment's claims on its own cells
+            verdicts += evaluate(_scoped(view, name), hypotheses_from_text(text, f"the saved config of {name}"), name)
     except OptiscopeError as exc:
         return Section(TITLE, "verdicts", note(f"The hypotheses could not be evaluated: {exc}"))
     # Every verdict string is counted and shown as it comes (holds, fails, inconclusive, and any
@@ -53,9 +55,13 @@ def verdicts_section(view: StoreView) -> Section | None:
     tasks = {v.task for v in verdicts}
     if len(tasks) == 1:
         summary += Markup("<p>Task: {}.</p>").format(next(iter(tasks)))
+    if len(claims) > 1:
+        summary += Markup("<p>Experiments judged (each on its own cells, Holm within each): {}.</p>").format(
+            ", ".join(claims))
     table = ENV.get_template("verdicts.html").module.verdicts(verdicts, len(verdicts), len(tasks) > 1,
                                                              {v.name: _rows(getattr(v, "looks", None)) for v in verdicts})
-    return Section(TITLE, "verdicts", summary + Markup(table) + sequential_paths(view, text))
+    paths = Markup("").join(sequential_paths(view, text) for text in claims.values())
+    return Section(TITLE, "verdicts", summary + Markup(table) + paths)
 
 
 def sequential_paths(view: StoreView, config_text: str) -> Markup:

@@ -37,6 +37,8 @@ RUNS = pa.schema(
         # each cell was one batch named by its cell_id: the `runs` view fills it in.
         ("batch_id", pa.string()),
         ("task_label", pa.string()),  # how the report names the task (label, or non-default settings)
+        # JSON list: every file the batch landed (path, sha256, bytes, rows); see store.integrity
+        ("files", pa.string()),
     ]
 )
 
