@@ -90,7 +90,12 @@ def metrics_of(store: RunStore) -> list[tuple]:
 
 
 def params_of(store: RunStore) -> dict[str, dict[str, torch.Tensor]]:
-    return {c: store.load_params(c) for c in sorted(store.completed_cells())}
+    """Every run's final and initial parameters, keyed by (cell, seed), whichever batch holds it."""
+    out = {}
+    for cell in sorted(store.completed_cells()):
+        for seed, member in store.final_params(cell).items():
+            out[f"{cell}-s{seed}"] = {**member["final"], **{f"init.{k}": v for k, v in member["init"].items()}}
+    return out
 
 
 def crashed_store(exp: Path, root: Path) -> None:

@@ -37,7 +37,7 @@ def config(**experiment):
 
 
 def params_of(store: RunStore) -> dict[str, dict[str, torch.Tensor]]:
-    return {c: store.load_params(c) for c in sorted(store.completed_cells())}
+    return {b: store.load_params(b) for b in sorted(store.completed_batches())}
 
 
 def metrics_of(store: RunStore) -> list[tuple]:
@@ -48,12 +48,13 @@ def test_run_quarantines_a_damaged_cell_and_trains_it_again(tmp_path):
     clean, damaged = RunStore.create(tmp_path / "clean"), RunStore.create(tmp_path / "damaged")
     run_experiment(config(), clean)
     run_experiment(config(), damaged)
-    cell = sorted(damaged.completed_cells())[0]
-    damaged.params_path(cell).write_bytes(os.urandom(2000))
+    batch = sorted(damaged.completed_batches())[0]  # the files one cell's seeds landed in
+    damaged.params_path(batch).write_bytes(os.urandom(2000))
     said: list[str] = []
     summary = run_experiment(config(), RunStore.open(damaged.root), say=said.append)
-    assert summary.trained == [cell]
-    assert len(said) == 1 and f"params/{cell}.safetensors (cell {cell})" in said[0] and "trained again" in said[0]
+    assert len(summary.trained) == 1
+    assert len(said) == 1 and f"params/{batch}.safetensors (cell {summary.trained[0]}, batch {batch})" in said[0]
+    assert "trained again" in said[0]
     quarantined = list((damaged.root / "quarantine").rglob("*.safetensors"))
     assert len(quarantined) == 1
     store = RunStore.open(damaged.root)
