@@ -97,8 +97,8 @@ def test_any_verdict_string_and_sequential_looks_are_shown(handmade, tmp_path, m
 
     real = evaluate_module.evaluate
 
-    def with_invalid(view, hypotheses):
-        out = real(view, hypotheses)
+    def with_invalid(view, hypotheses, *experiment):
+        out = real(view, hypotheses, *experiment)
         return [Later(out[0]), *out[1:]]
 
     monkeypatch.setattr(evaluate_module, "evaluate", with_invalid)
