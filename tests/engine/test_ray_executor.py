@@ -6,6 +6,8 @@ processes. The fast checks of the executor's pieces are in test_executors.py.
 
 from __future__ import annotations
 
+import logging
+
 import threading
 import time
 
@@ -149,8 +151,9 @@ def _kill_first_unit_worker(stop: threading.Event, killed: list[int]) -> None:
     while not stop.is_set():
         for proc in raylet.children(recursive=True):
             try:
-                if proc.cmdline()[:1] == ["ray::train_unit_task"]:
-                    time.sleep(0.3)  # mid-unit, not at its start
+                # busy, not an idle worker that still bears the title of a unit it finished
+                if proc.cmdline()[:1] == ["ray::train_unit_task"] and proc.cpu_percent(interval=0.2) > 20:
+                    time.sleep(0.1)  # mid-unit, not at its start
                     os.kill(proc.pid, signal.SIGKILL)
                     killed.append(proc.pid)
                     return
@@ -181,11 +184,15 @@ def long_cell(**experiment):
     })
 
 
-def test_a_worker_killed_mid_unit_is_retried_and_lands_as_if_never_killed(tmp_path, one_thread):
+def test_a_worker_killed_mid_unit_is_retried_and_lands_as_if_never_killed(tmp_path, one_thread, caplog):
     cfg = long_cell(checkpoint_every=50)
     store = RunStore.create(tmp_path / "killed")
-    summary = run_with_a_kill(cfg, store, RayExecutor(max_retries=1))
+    with caplog.at_level(logging.WARNING, logger="optiscope.engine.ray_executor"):
+        summary = run_with_a_kill(cfg, store, RayExecutor(max_retries=1))
     assert len(summary.trained) == 1 and not summary.failed
+    (cell,) = cfg.cells()  # the retry names the cells the dead worker held
+    assert any("attempt 2 of 2" in r.message and f"adam(lr=0.001) ({cell.cell_id})" in r.message
+               for r in caplog.records), [r.message for r in caplog.records]
     straight = RunStore.create(tmp_path / "straight")
     run_experiment(cfg, straight)
     assert_same_store(store, straight)

@@ -26,6 +26,7 @@ unit starts again. If the board is lost the bar moves per finished unit instead.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import time
@@ -43,16 +44,26 @@ from optiscope.errors import OptiscopeError
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+LOG = logging.getLogger(__name__)
 
 #: How often a worker reports its unit's steps to the progress board (seconds).
 REPORT_EVERY_S = 0.5
 
 
 class ProgressBoard:
-    """Steps done per unit of each run, as the workers report them (a Ray actor; no CPU)."""
+    """Steps done per unit of each run, as the workers report them, and how many times each
+    unit was started (a second start is Ray retrying it after its worker died). A Ray actor; no CPU."""
 
     def __init__(self) -> None:
         self.done: dict[int, dict[str, int]] = {}
+        self.attempts: dict[int, dict[str, int]] = {}
+
+    def start(self, run: int, unit_id: str) -> None:
+        units = self.attempts.setdefault(run, {})
+        units[unit_id] = units.get(unit_id, 0) + 1
+
+    def started(self, run: int) -> dict[str, int]:
+        return dict(self.attempts.get(run, {}))
 
     def report(self, run: int, unit_id: str, steps: int) -> None:
         units = self.done.setdefault(run, {})
@@ -63,6 +74,7 @@ class ProgressBoard:
 
     def forget(self, run: int) -> None:
         self.done.pop(run, None)
+        self.attempts.pop(run, None)
 
 
 class _Reporter:
@@ -107,7 +119,16 @@ def train_unit_task(
         from optiscope.store import RunStore
 
         checkpoints = RunStore(store_root)  # checkpoints only: the driver lands the cells
-    on_step = None if board is None else _Reporter(board, run, unit.unit_id)
+    on_step = None
+    if board is not None:
+        import ray
+
+        try:  # waited for, so the driver sees this attempt before it sees the unit's result
+            ray.get(board.start.remote(run, unit.unit_id), timeout=10)
+        except Exception:  # bookkeeping only: never let it fail a unit
+            board = None
+        else:
+            on_step = _Reporter(board, run, unit.unit_id)
     return unit_payloads(unit, ctx, checkpoints=checkpoints, on_step=on_step)
 
 
@@ -216,20 +237,22 @@ class RayExecutor:
         )
         self._runs += 1
         run = self._runs
-        if on_step is not None and self._board is None:  # one board for all of this executor's runs
+        if self._board is None:  # one board for all of this executor's runs (progress, retries)
             self._board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        board = None if on_step is None else self._board
+        board = self._board
         root = str(Path(store.root).resolve()) if self.shared_store else None
         cap = self.workers if (self.address is not None and self.workers) else len(units)
-        queue, pending, shown = deque(units), {}, {}
+        queue, pending, shown, said = deque(units), {}, {}, {}
         try:
             while queue or pending:
                 while queue and len(pending) < cap:
                     unit = queue.popleft()
                     pending[task.remote(unit, ctx, root, board, run, self.cpus_per_cell)] = unit
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
-                if board is not None:
+                if board is not None and on_step is not None:
                     board = self._board = _advance(board, run, shown, on_step)
+                if board is not None:
+                    board = self._board = _say_retries(board, run, list(pending.values()), said, self.max_retries)
                 for ref in ready:
                     unit = pending.pop(ref)
                     try:
@@ -252,6 +275,25 @@ class RayExecutor:
                     board.forget.remote(run)
                 except Exception:  # Ray already down (an interrupted run): nothing to forget
                     pass
+
+
+def _say_retries(board: Any, run: int, units: Sequence[WorkUnit], said: dict[str, int], max_retries: int) -> Any:
+    """Name the cells of a unit Ray is running again (its worker died): Ray's own message names
+    no cell and reads like an out-of-memory kill whatever the cause."""
+    import ray
+
+    try:
+        attempts = ray.get(board.started.remote(run), timeout=10)
+    except ray.exceptions.RayError:  # the board is gone: the final error still names the cells
+        return None
+    for unit in units:
+        n = attempts.get(unit.unit_id, 0)
+        if n > max(1, said.get(unit.unit_id, 1)):
+            said[unit.unit_id] = n
+            LOG.warning(
+                "Ray is running unit %s again (attempt %d of %d): the worker that held it died. Its cells: %s",
+                unit.unit_id, n, max_retries + 1, ", ".join(f"{c.display_name} ({c.cell_id})" for c in unit.cells))
+    return board
 
 
 def _advance(board: Any, run: int, shown: dict[str, int], on_step: ProgressFn) -> Any:
