@@ -298,7 +298,7 @@ def declared_experiment(config: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _scoped(view: StoreView, name: str | None) -> StoreView:
+def scoped(view: StoreView, name: str | None) -> StoreView:
     """`view` restricted to experiment `name` when the store holds it (else the whole store:
     a claims file that names no stored experiment is read against every cell)."""
     return view.for_experiment(name) if name is not None and name in view.experiments() else view
@@ -322,7 +322,7 @@ def verify_store(
         if config is None and not isinstance(config_text, str):
             config = config_text
         name = experiment or declared_experiment(config if config is not None else config_text)
-        return evaluate(_scoped(view, name), hypotheses, name or "")
+        return evaluate(scoped(view, name), hypotheses, name or "")
     saved = store.experiment_configs()
     if experiment is not None:
         if experiment not in saved:
@@ -340,7 +340,7 @@ def verify_store(
     for name, text in claims.items():  # each on the seeds its own config asks for
         hypotheses = hypotheses_from_text(text, f"{store.root / 'configs' / name}.toml")
         own = view if len(saved) == 1 else StoreView.load(store, seeds=config_seeds(store, text))
-        verdicts += evaluate(_scoped(own, name), hypotheses, name)
+        verdicts += evaluate(scoped(own, name), hypotheses, name)
     return verdicts
 
 

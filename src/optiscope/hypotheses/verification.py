@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from optiscope.errors import OptiscopeError
-from optiscope.hypotheses.evaluate import Verdict, evaluate
+from optiscope.hypotheses.evaluate import Verdict, evaluate, scoped
 from optiscope.hypotheses.samples import hypothesis_samples
 from optiscope.hypotheses.sequential import Claim, Look, SequentialPlan, sequential_look
 from optiscope.hypotheses.spec import Hypothesis, parse_hypothesis_list
@@ -125,8 +125,8 @@ def verify_until_decided(
     n = _current_seeds(store, cfg, hypotheses)
     while True:
         seeds = list(range(n))
-        view = StoreView.load(store, seeds=seeds)
-        fixed = {v.name: v for v in evaluate(view, hypotheses)}
+        view = scoped(StoreView.load(store, seeds=seeds), experiment)  # its own cells only
+        fixed = {v.name: v for v in evaluate(view, hypotheses, experiment)}
         samples = {h.name: hypothesis_samples(view, h) for h in sequential}
         outcomes = {name: (s.a, s.b) for name, s in samples.items()}
         result = sequential_look(outcomes, claims, plan, looks)
@@ -151,7 +151,7 @@ def _current_seeds(store: RunStore, cfg: Any, hypotheses: Sequence[Hypothesis]) 
     """Seeds per cell the looks start from: what the config asks for (a verification resumed
     after a stop starts from what its cells hold)."""
     asked = len(cfg.experiment.seed_list())
-    view = StoreView.load(store)
+    view = scoped(StoreView.load(store), cfg.experiment.name)
     held = []
     for h in hypotheses:
         s = hypothesis_samples(view, h)

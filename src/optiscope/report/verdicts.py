@@ -30,7 +30,7 @@ def verdicts_section(view: StoreView) -> Section | None:
     """The verdicts table; None when the saved config states no hypotheses."""
     # Imported here: optiscope.hypotheses reads stores through optiscope.report.data, so a
     # module-level import would be circular when the hypotheses are imported first.
-    from optiscope.hypotheses.evaluate import _scoped, evaluate, hypotheses_from_text
+    from optiscope.hypotheses.evaluate import evaluate, hypotheses_from_text, scoped
 
     claims = {n: t for n, t in view.store.experiment_configs().items() if _has_hypotheses(t)}
     if not claims:
@@ -38,7 +38,7 @@ def verdicts_section(view: StoreView) -> Section | None:
     verdicts = []
     try:
         for name, text in claims.items():  # each experiment's claims on its own cells
-            verdicts += evaluate(_scoped(view, name), hypotheses_from_text(text, f"the saved config of {name}"), name)
+            verdicts += evaluate(scoped(view, name), hypotheses_from_text(text, f"the saved config of {name}"), name)
     except OptiscopeError as exc:
         return Section(TITLE, "verdicts", note(f"The hypotheses could not be evaluated: {exc}"))
     # Every verdict string is counted and shown as it comes (holds, fails, inconclusive, and any
