@@ -71,10 +71,10 @@ def test_a_packs_checkpoint_survives_a_crash_between_its_cells_landings(tmp_path
     landed = []
     real = runner_module.land_payload
 
-    def land_then_die(s, payload):
+    def land_then_die(s, payload, **kw):
         if landed:
             raise KeyboardInterrupt  # killed after the first of the pack's two cells landed
-        real(s, payload)
+        real(s, payload, **kw)
         landed.append(payload.cell_id)
 
     monkeypatch.setattr(runner_module, "land_payload", land_then_die)

@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from optiscope.engine.result import ENGINE_METRICS, CellResult
 from optiscope.engine.work import CellOutcome
 from optiscope.probes import registry as probe_registry
 from optiscope.probes.iterates import ITERATE_METRICS, ITERATE_NAMES, contour_surface
-from optiscope.store import RunStore
+from optiscope.store import Batch, RunStore
 from optiscope.store.schema import SURFACE
 from optiscope.tasks.base import MetricInfo
 
@@ -213,18 +213,19 @@ def outcome_payload(outcome: CellOutcome, *, save_params: bool = True) -> CellPa
     return cell_payload(outcome.cell, outcome.result, outcome.task, save_params=save_params)
 
 
-def land_payload(store: RunStore, payload: CellPayload) -> None:
+def land_payload(store: RunStore, payload: CellPayload, replaces: Sequence[Batch] = ()) -> None:
     """Write one batch's payload: tables and parameters first, its runs file last (the commit).
 
-    A failed batch of the same cell whose seeds this one trained again is then discarded, so
-    every (cell, seed) has one run in the store.
+    `replaces`: the cell's failed batches as planned (`runner.plan_missing`); those whose seeds
+    this one trained again are then discarded, so every (cell, seed) has one run in the store.
+    Passed in rather than read back here, so landing never rescans the store.
     """
     store.write_cell(
         payload.batch_id, payload.runs, payload.metrics, payload.params,
         metric_info=payload.metric_info, tables=payload.tables or None,
     )
     seeds = set(payload.cell.seeds)
-    for old in store.batches():
+    for old in replaces:
         if old.failed and old.cell_id == payload.cell_id and old.batch_id != payload.batch_id and seeds & set(old.seeds):
             store.discard_batch(old.batch_id)
 

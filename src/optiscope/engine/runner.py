@@ -135,10 +135,12 @@ def land_outcome(store: RunStore, outcome: CellOutcome, *, save_params: bool) ->
 @dataclass
 class MissingSeeds:
     """What a store lacks of some cells: `todo` holds each incomplete cell with only its missing
-    seeds (under the id the store knows it by); `complete` the ids of cells with every seed."""
+    seeds (under the id the store knows it by); `complete` the ids of cells with every seed;
+    `failed` the failed batches of each cell, which its new batch replaces when it lands."""
 
     todo: list[Cell]
     complete: list[str]
+    failed: dict[str, list[Batch]] = field(default_factory=dict)
 
 
 def plan_missing(cells: Sequence[Cell], store: RunStore, batches: list[Batch] | None = None) -> MissingSeeds:
@@ -151,12 +153,15 @@ def plan_missing(cells: Sequence[Cell], store: RunStore, batches: list[Batch] | 
     """
     batches = store.batches() if batches is None else batches
     held: dict[str, set[int]] = {}
+    failed: dict[str, list[Batch]] = {}
     for b in batches:
         held.setdefault(b.cell_id, set())
-        if not b.failed:
+        if b.failed:
+            failed.setdefault(b.cell_id, []).append(b)
+        else:
             held[b.cell_id].update(b.seeds)
     legacy = [b for b in batches if b.batch_id == b.cell_id]  # one batch per cell, cell id = batch id
-    out = MissingSeeds([], [])
+    out = MissingSeeds([], [], failed)
     for cell in cells:
         if cell.cell_id not in held:
             old = next((b for b in legacy if replace(cell, seeds=b.seeds).batch_id == b.batch_id), None)
@@ -334,7 +339,7 @@ def train_cells(
                     progress.cell(payload.cell, finished, len(todo))
                     finished += 1
                     with CellLock(store.root, f"batch-{payload.batch_id}"):  # `check --repair` waits
-                        land_payload(store, payload)
+                        land_payload(store, payload, replaces=plan.failed.get(payload.cell_id, ()))
                     claims.release(payload.cell_id)
                     if payload.error is None:
                         summary.trained.append(payload.cell_id)
