@@ -99,7 +99,7 @@ def run_tuning(cfg: ExperimentConfig, store: RunStore, train: Train) -> RunSumma
         pending = [p for s in searches for p in _open_round(s, slots, spec)]
         _merge(summary, train(_unique(p.cell for p in pending)))
         for p in pending:
-            outcome = outcomes[p.cell.cell_id] = trial_outcome(store, p.cell.cell_id, spec.metric, spec.goal)
+            outcome = outcomes[p.cell.cell_id] = trial_outcome(store, p.cell.cell_id, spec.metric, spec.goal, p.cell.batch_id)
             p.search.study.tell(p.number, outcome.value)
         trials = trial_rows(store, spec, searches, outcomes)
         write_trials(store, trials)
