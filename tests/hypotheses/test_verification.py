@@ -141,3 +141,88 @@ def test_after_verification_report_and_verify_see_the_seeds_it_added(trained):
     n = {row["hypothesis"]: (row["n_a"], row["n_b"]) for row in plain}
     # the fixed-n table judges every seed trained (the config itself still says 4)
     assert n["twins-differ"] == (decided[1]["n_a"], decided[1]["n_b"]) and n["twins-differ"][0] > 4
+
+
+TUNED = """
+[experiment]
+name = "sequential_tuned"
+seeds = 4
+steps = 30
+eval_every = 10
+device = "cpu"
+
+[[tasks]]
+name = "quadratic"
+condition = 10.0
+
+[[optimizers]]
+name = "adam"
+lr = 0.1
+
+[[optimizers]]
+name = "sgd"
+lr = 0.0001
+
+[tuning]
+metric = "f_gap"
+trials = 3
+seeds_per_trial = 2
+batch = 3
+sampler = "random"
+default = false
+
+[tuning.space.adam]
+lr = { log_uniform = [0.01, 0.3] }
+
+[tuning.space.sgd]
+lr = { log_uniform = [1e-6, 1e-5] }
+
+[verification]
+max_seeds = 12
+batch = 4
+
+[[hypotheses]]
+name = "tuned adam lower"
+metric = "f_gap"
+a = "adam tuned"
+b = "sgd tuned"
+direction = "less"
+"""
+
+
+def test_a_tuned_experiment_adds_evaluation_seeds_to_its_finals_only(tmp_path):
+    """With [tuning], the compared cells are the finals: verification grows them on evaluation
+    seeds 4.. and leaves the trials (tuning seeds) alone; a rerun trains nothing."""
+    config = tmp_path / "tuned.toml"
+    config.write_text(TUNED)
+    store = tmp_path / "store"
+    r = RUNNER.invoke(app, ["run", str(config), "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    rs = RunStore.open(store)
+    was = dict(rs.query("SELECT role, count(*) FROM runs GROUP BY role")[1])
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)[0]
+    assert row["verdict"] == "holds" and row["n_a"] > 4  # 4 seeds cannot cross O'Brien-Fleming's first look
+    after = dict(rs.query("SELECT role, count(*) FROM runs GROUP BY role")[1])
+    assert after["trial"] == was["trial"]  # no trial retrained
+    assert after["final"] == 2 * row["n_a"]
+    seeds = {row[0] for row in rs.query("SELECT seed FROM runs WHERE role = 'final'")[1]}
+    assert seeds == set(range(row["n_a"]))
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    assert r.exit_code == 0 and "0 runs trained" in r.output
+
+
+def test_the_finals_of_an_unfinished_tuning_protocol_are_refused(tmp_path):
+    """Seeds cannot be added to finals that do not exist yet: the error names the optimizer and
+    the trials still missing."""
+    import tomllib
+
+    from optiscope.config import parse_config
+    from optiscope.errors import OptiscopeError
+    from optiscope.tuning.protocol import finals_of
+
+    cfg = parse_config(tomllib.loads(TUNED), "tuned.toml")
+    store = RunStore.create(tmp_path / "store")
+    with pytest.raises(OptiscopeError, match=r"tuning of 'adam' \(study 0\) has 0 of 3 trials complete"):
+        finals_of(cfg, store)

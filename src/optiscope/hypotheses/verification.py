@@ -107,9 +107,6 @@ def verify_until_decided(
     `train(cfg, n_seeds, cell_ids)` trains cells `cell_ids` of `cfg` up to `n_seeds` seeds each
     (only what the store lacks) and returns the runs it added.
     """
-    if cfg.tuning:
-        raise OptiscopeError("--until-decided runs on an experiment's cells; a [tuning] experiment's finals "
-                             "are re-run by its protocol: raise its seeds and run it again instead")
     hypotheses = parse_hypothesis_list(cfg.hypotheses)
     if not hypotheses:
         raise OptiscopeError("the config has no [[hypotheses]] tables: nothing to verify")
@@ -181,11 +178,15 @@ def train_more_seeds(store: RunStore, device: str, *, progress: Any = None) -> C
     """The `train` callback for `verify_until_decided`: the runner's one path (`train_cells`)."""
     from optiscope.engine.runner import plan_missing, train_cells
     from optiscope.engine.work import UnitContext
+    from optiscope.tuning.protocol import finals_of
 
     def train(cfg: Any, n_seeds: int, cell_ids: set[str]) -> int:
         grown = cfg.model_copy(deep=True)
         grown.experiment.seeds = _grown_seeds(cfg.experiment.seed_list(), n_seeds)
-        cells = [c for c in plan_missing(grown.cells(), store).todo if c.cell_id in cell_ids]
+        # A [tuning] experiment's compared cells are its finals (best trial per study, defaults):
+        # they get the added evaluation seeds; the trials keep their tuning seeds.
+        wanted = finals_of(grown, store) if grown.tuning else grown.cells()
+        cells = [c for c in plan_missing(wanted, store).todo if c.cell_id in cell_ids]
         ctx = UnitContext(device=device, checkpoint_every=cfg.experiment.checkpoint_every,
                           save_params=cfg.experiment.save_params)
         train_cells(cells, store, ctx, progress=progress)

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optiscope.config import Cell, ExperimentConfig
 from optiscope.engine.runner import RunSummary
+from optiscope.errors import OptiscopeError
 from optiscope.store import RunStore
 from optiscope.tuning.cells import Template, default_cell, templates, trial_label, tuned_cell, tuned_label
 from optiscope.tuning.outcome import TrialOutcome, trial_outcome
@@ -188,6 +189,33 @@ def final_cells(
             cells.append(cell)
             rows.append(_final_row(t, -1, "default", cell, {}, -1))
     return _unique(cells), rows
+
+
+def finals_of(cfg: ExperimentConfig, store: RunStore) -> list[Cell]:
+    """The final cells of `cfg`'s completed tuning protocol in `store`, on `cfg`'s evaluation seeds.
+
+    Used to add evaluation seeds to the finals (`verify --until-decided`): the best trial of each
+    study is read back from the journal, so the finals are the cells `run_tuning` trained, with
+    the seeds `cfg` asks for now. Refuses a protocol whose trials are not all complete.
+    """
+    spec = parse_tuning(cfg)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_journal(tuning_dir(store) / "optuna.journal")
+    temps = templates(cfg, spec)
+    searches = []
+    for t in temps:
+        if t.key not in spec.space:
+            continue
+        for index in range(spec.studies):
+            search = Search(t, index, load_study(storage, study_name(t, index), spec.goal),
+                            {n: d.distribution() for n, d in spec.space[t.key].items()})
+            done = sum(1 for tr in search.slots().values() if tr.state == TrialState.COMPLETE)
+            if done < spec.trials:
+                raise OptiscopeError(
+                    f"tuning of '{t.key}' (study {index}) has {done} of {spec.trials} trials complete in "
+                    f"{store.root}: run the experiment (optiscope run) to finish its protocol first")
+            searches.append(search)
+    return final_cells(spec, searches, temps)[0]
 
 
 def _final_row(t: Template, study: int, kind: str, cell: Cell, params: dict[str, Any], trial: int) -> dict[str, Any]:
