@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow browser report-shots bench gpu-check studies clean
+.PHONY: setup demo test test-slow browser report-shots bench gpu-check studies studies-paper clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -57,11 +57,15 @@ gpu-check:
 	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # Every study under studies/: train, report, verify its hypotheses (a failing verdict does not
-# stop the rest), then write studies/FINDINGS.md and the README's findings table.
+# stop the rest), then write studies/FINDINGS.md and the README's findings table. Two studies at
+# a time, one thread each. `make studies-paper` runs every study's paper.toml (hours on a CPU).
 # STUDIES_ARGS="--only jiang_rmed_linear_net --seeds 32" runs one study bigger.
 STUDIES_ARGS ?=
 studies: setup
 	$(BIN)/python studies/run_all.py $(STUDIES_ARGS)
+
+studies-paper: setup
+	$(BIN)/python studies/run_all.py --scale paper $(STUDIES_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,7 +1,11 @@
-"""The studies, in the order `make studies` runs them: folder, the claim in one line, its source.
+"""The studies, in the order the findings table lists them: folder, the claim in one line, its
+source, the version of its protocol and how the compared sides were treated.
 
 One entry per folder under studies/; the findings table (studies/FINDINGS.md and the README's
 "Findings" section) is written in this order from these texts and the measured verdicts.
+`protocol` is one of PROTOCOLS: every compared side tuned with an equal budget, or every side at
+fixed settings (the source's or chosen before the run) with the parts not under test equal.
+A study's README states the protocol of each version, written before that version ran.
 """
 
 from __future__ import annotations
@@ -9,17 +13,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: How the compared sides were set: see the module docstring.
+PROTOCOLS = ("tuned", "symmetric", "single arm")
+
+
 @dataclass(frozen=True)
 class Study:
     folder: str
     claim: str
     source: str
+    version: int = 1
+    protocol: str = "symmetric"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"study {self.folder}: protocol '{self.protocol}' is not one of {PROTOCOLS}")
 
 
 STUDIES: tuple[Study, ...] = (
     Study("inan_himmelblau_basins",
           "Small-step GD's terminal basins on Himmelblau follow the gradient-flow basin areas",
-          "Inan, Liu & Shehu 2024 (arXiv 2403.00574)"),
+          "Inan, Liu & Shehu 2024 (arXiv 2403.00574)", protocol="single arm"),
     Study("inan_camel_global",
           "Noise-injected SGD and basin hopping reach six-hump camel's global basins more often "
           "than GD at equal gradient evaluations",
@@ -31,7 +45,7 @@ STUDIES: tuple[Study, ...] = (
     Study("vaswani_armijo_convex",
           "Adam at its default lr loses to SGD with Armijo line search on kernel logistic "
           "regression and matrix factorisation",
-          "Vaswani et al. 2019 (arXiv 1905.09997); Orabona 2020"),
+          "Vaswani et al. 2019 (arXiv 1905.09997); Orabona 2020", version=2),
     Study("jiang_rmed_linear_net",
           "Adam's trajectory has smaller R_med than SGD with momentum's (two-layer linear net)",
           "Jiang, Malik & Li 2023 (arXiv 2211.02254)"),

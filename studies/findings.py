@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,31 @@ def key_figure(hypotheses: list[dict], analysis: dict | None) -> str:
     return "; ".join(figures)
 
 
+def decided(finding: dict) -> list[dict]:
+    """The hypotheses as judged: where `verify --until-decided` ran, each sequential hypothesis'
+    verdict, seeds and reason are the design's (the look that decided it), and its p value,
+    effect and interval stay the fixed-n ones over every seed trained, as descriptions; the
+    others (equivalence, Fisher) are fixed-n throughout."""
+    by_name = {row.get("hypothesis"): row for row in finding.get("sequential") or []}
+    out = []
+    for h in finding.get("hypotheses", []):
+        seq = by_name.get(h.get("hypothesis"))
+        if seq is None or str(seq.get("reason", "")).startswith("fixed-n"):
+            out.append(h)
+            continue
+        out.append(h | {"verdict": seq["verdict"], "n_a": seq["n_a"], "n_b": seq["n_b"],
+                        "power": seq.get("power", h.get("power")),
+                        "reason": f"sequential, look {seq.get('looks')}: {seq.get('reason')} "
+                                  f"(p and interval: fixed-n over all {h.get('n_a')}/{h.get('n_b')} seeds)"})
+    return out
+
+
 def summarise(finding: dict) -> dict:
     """`finding` with its verdict line, holds flag and key figure (re)computed from its parts;
     a study that did not get as far as verifying (training failed) is left as it is."""
     if "hypotheses" not in finding:
         return finding
+    finding = finding | {"hypotheses": decided(finding)}
     parts = (finding["hypotheses"], finding.get("analysis"), finding.get("verify_error"))
     return finding | {"verdict": study_verdict(*parts), "holds": study_holds(*parts),
                       "key_figure": key_figure(finding["hypotheses"], finding.get("analysis"))}
@@ -101,46 +122,105 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def seeds_used(finding: dict) -> str:
+    """Seeds per compared cell behind the verdict: the hypotheses' n (a range where they differ,
+    e.g. after a sequential verification stopped some early), else the configured seeds."""
+    ns = sorted({int(h[k]) for h in finding.get("hypotheses", []) for k in ("n_a", "n_b")
+                 if isinstance(h.get(k), (int, float))})
+    if ns:
+        return str(ns[0]) if ns[0] == ns[-1] else f"{ns[0]}-{ns[-1]}"
+    return str(finding.get("seeds_configured") or "-")
+
+
+def _minutes(finding: dict) -> str:
+    wall = finding.get("wall_s")
+    return "" if wall is None else (f"{wall / 60:.0f} min" if wall >= 90 else f"{wall:.0f} s")
+
+
+def _record(studies_dir: Path, study: Any, name: str) -> dict | None:
+    path = studies_dir / study.folder / name
+    if not path.exists():
+        return None
+    finding = summarise(json.loads(path.read_text()))
+    if "seeds_configured" not in finding:  # a record written before run_all stored it
+        config = studies_dir / study.folder / ("paper.toml" if "paper" in name else "study.toml")
+        seeds = tomllib.loads(config.read_text()).get("experiment", {}).get("seeds") if config.exists() else None
+        finding["seeds_configured"] = len(seeds) if isinstance(seeds, list) else seeds
+    version = int(finding.get("version", 1))
+    if version != study.version:  # a record of an older protocol never speaks for the current one
+        return None
+    return finding
+
+
 def load_findings(studies_dir: Path) -> list[dict]:
+    """Each catalogued study's default-scale record (its catalogue texts and protocol are the
+    current ones), with its paper-scale record under "paper" (None: not run)."""
     out = []
     for study in STUDIES:
-        path = studies_dir / study.folder / "finding.json"
-        if path.exists():
-            out.append(summarise(json.loads(path.read_text())))
-        else:
-            out.append({"folder": study.folder, "claim": study.claim, "source": study.source,
-                        "verdict": "not run", "key_figure": "-"})
+        current = {"folder": study.folder, "claim": study.claim, "source": study.source,
+                   "version": study.version, "protocol": study.protocol}
+        finding = _record(studies_dir, study, "finding.json")
+        if finding is None:
+            finding = {"verdict": "not run", "key_figure": "-"}
+        finding = finding | current
+        finding["paper"] = _record(studies_dir, study, "finding.paper.json")
+        finding["has_paper_config"] = (studies_dir / study.folder / "paper.toml").exists()
+        out.append(finding)
     return out
 
 
+def paper_cell(finding: dict) -> str:
+    paper = finding.get("paper")
+    if paper is None:
+        return "not run" if finding.get("has_paper_config") else "no paper size"
+    wall = _minutes(paper)
+    return f"{paper['verdict']} ({seeds_used(paper)} seeds{', ' + wall if wall else ''})"
+
+
 def table(findings: list[dict], link_prefix: str) -> str:
-    rows = ["| Claim | Source | Verdict here | Key figure | Study |", "|---|---|---|---|---|"]
+    rows = ["| Claim | Source | Protocol | Verdict (default size) | Seeds | Paper scale | Key figure | Study |",
+            "|---|---|---|---|---|---|---|---|"]
     for f in findings:
         link = f"[{f['folder']}]({link_prefix}{f['folder']}/README.md)"
-        rows.append(f"| {_cell(f['claim'])} | {_cell(f['source'])} | **{_cell(f['verdict'])}** | "
+        rows.append(f"| {_cell(f['claim'])} | {_cell(f['source'])} | v{f['version']}, {f['protocol']} | "
+                    f"**{_cell(f['verdict'])}** | {seeds_used(f)} | {_cell(paper_cell(f))} | "
                     f"{_cell(f['key_figure'])} | {link} |")
     return "\n".join(rows)
+
+
+def _scale_details(f: dict, scale: str) -> list[str]:
+    parts = [f"**{scale.capitalize()} size** (`{f.get('config', '-')}`, {f.get('threads', '?')} thread, "
+             f"started {f.get('started', '-')}): **{f['verdict']}**. Wall time: `optiscope run` "
+             f"{f.get('train_wall_s', '-')} s"
+             + (f", verification {f['verify_until_decided_wall_s']} s" if "verify_until_decided_wall_s" in f else "")
+             + (f", analysis {f['analysis_wall_s']} s" if "analysis_wall_s" in f else "")
+             + (f", {f['wall_s']} s in all" if "wall_s" in f else "")
+             + (f"; report: `{f['report']}`" if f.get("report") and not str(f["report"]).startswith("report failed") else "")
+             + ".\n"]
+    for h in f.get("hypotheses", []):
+        parts.append(f"- {h['hypothesis']}: **{h['verdict']}**; {h['test']} p = "
+                     f"{float(h['p']):.3g}, Holm p = {float(h['p_holm']):.3g}; "
+                     f"{h['effect_measure']} {float(h['effect']):.3g} "
+                     f"[{float(h['effect_low']):.3g}, {float(h['effect_high']):.3g}]; "
+                     f"power {float(h['power']):.2f}; n = {h['n_a']}/{h['n_b']}; {h['reason']}"
+                     + (f"; guards: {h['guards']}" if h.get("guards") else ""))
+    if "analysis" in f:
+        parts.append(f"- analysis: {f['analysis'].get('key_figure', 'no figure')}")
+    parts.append("")
+    return parts
 
 
 def details(findings: list[dict]) -> str:
     parts = []
     for f in findings:
         parts.append(f"### {f['folder']}\n")
-        parts.append(f"{f['claim']} ({f['source']}). Verdict: **{f['verdict']}**. "
-                     f"Wall time of `optiscope run`: {f.get('train_wall_s', '-')} s"
-                     + (f", analysis {f['analysis_wall_s']} s" if "analysis_wall_s" in f else "")
-                     + (f"; report: `studies/{f['folder']}/runs/report.html`" if f.get("report") else "")
-                     + ".\n")
-        for h in f.get("hypotheses", []):
-            parts.append(f"- {h['hypothesis']}: **{h['verdict']}**; {h['test']} p = "
-                         f"{float(h['p']):.3g}, Holm p = {float(h['p_holm']):.3g}; "
-                         f"{h['effect_measure']} {float(h['effect']):.3g} "
-                         f"[{float(h['effect_low']):.3g}, {float(h['effect_high']):.3g}]; "
-                         f"power {float(h['power']):.2f}; n = {h['n_a']}/{h['n_b']}; {h['reason']}"
-                         + (f"; guards: {h['guards']}" if h.get("guards") else ""))
-        if "analysis" in f:
-            parts.append(f"- analysis: {f['analysis'].get('key_figure', 'no figure')}")
-        parts.append("")
+        parts.append(f"{f['claim']} ({f['source']}). Protocol: version {f['version']}, {f['protocol']} "
+                     f"(the study's README states it).\n")
+        parts.extend(_scale_details(f, "default"))
+        if f.get("paper") is not None:
+            parts.extend(_scale_details(f["paper"], "paper"))
+        else:
+            parts.append(f"**Paper size:** {paper_cell(f)}.\n")
     return "\n".join(parts)
 
 

@@ -56,7 +56,8 @@ def test_findings_table_rows_and_verdict_rule(tmp_path):
     readme.write_text(f"x\n{findings.START}\nSTALE_ROW\n{findings.END}\ny\n")
     findings.write_tables(tmp_path, readme)
     text = readme.read_text()
-    assert "STALE_ROW" not in text and text.startswith("x\n") and text.endswith("y\n") and "c \\| d" in text and text.count("| **not run** |") == len(CATALOG.STUDIES) - 1
+    assert "STALE_ROW" not in text and text.startswith("x\n") and text.endswith("y\n") and first.claim in text and text.count("| **not run** |") == len(CATALOG.STUDIES) - 1
+    assert f"| v{first.version}, {first.protocol} | **holds** |" in text
     assert (tmp_path / "FINDINGS.md").exists()
 
 
@@ -120,3 +121,44 @@ def test_verify_failing_is_a_part_and_the_tables_restate_old_findings(tmp_path):
     assert ("forgets-less: invalid, plasticity (NOT MET): a 'shampoo': median 0.01, 8 of 8 seeds failing"
             in text and "analysis: best acc per task" in text)
     assert "guards: plasticity (NOT MET)" in (tmp_path / "FINDINGS.md").read_text()
+
+
+def _row(name: str, verdict: str, n: int, **more) -> dict:
+    return {"hypothesis": name, "verdict": verdict, "test": "mann-whitney", "p": 0.01, "p_holm": 0.02,
+            "effect_measure": "cliffs_delta", "effect": -0.5, "effect_low": -0.8, "effect_high": -0.1,
+            "power": 0.5, "n_a": n, "n_b": n, "reason": "fixed-n"} | more
+
+
+def test_a_sequential_decision_is_the_verdict_and_its_seeds_are_the_looks():
+    """After `verify --until-decided`, the design's decision (and the seeds of the look that
+    decided) is the verdict, not a fixed-n test over every seed; Fisher/equivalence rows stay."""
+    findings = _findings()
+    finding = {"hypotheses": [_row("h1", "holds", 32), _row("h2", "inconclusive", 32), _row("eq", "holds", 32)],
+               "sequential": [{"hypothesis": "h1", "verdict": "holds", "n_a": 16, "n_b": 16, "looks": 2,
+                               "power": 0.9, "reason": "z 4.2 >= boundary 3.9"},
+                              {"hypothesis": "h2", "verdict": "fails", "n_a": 32, "n_b": 32, "looks": 4,
+                               "power": 0.2, "reason": "futility"},
+                              {"hypothesis": "eq", "verdict": "holds", "n_a": 32, "n_b": 32, "looks": 0,
+                               "reason": "fixed-n: TOST"}]}
+    out = findings.summarise(finding)
+    assert out["verdict"] == "2 hold, 1 fails"
+    assert findings.seeds_used(out) == "16-32"
+    assert "sequential, look 2" in out["hypotheses"][0]["reason"]
+    assert out["hypotheses"][2]["reason"] == "fixed-n"
+
+
+def test_paper_scale_and_an_old_versions_record_in_the_table(tmp_path):
+    """The paper-scale record has its own column; a record of an older protocol version never
+    stands for the current one (the row says "not run" until the new version runs)."""
+    findings = _findings()
+    first, second = CATALOG.STUDIES[0], CATALOG.STUDIES[1]
+    for study, version in ((first, first.version), (second, second.version + 1)):
+        (tmp_path / study.folder).mkdir(parents=True)
+        (tmp_path / study.folder / "finding.json").write_text(json.dumps(
+            {"folder": study.folder, "version": version, "hypotheses": [_row("h", "holds", 8)]}))
+    (tmp_path / first.folder / "finding.paper.json").write_text(json.dumps(
+        {"version": first.version, "wall_s": 600, "hypotheses": [_row("h", "fails", 64)]}))
+    rows = {f["folder"]: f for f in findings.load_findings(tmp_path)}
+    assert findings.paper_cell(rows[first.folder]) == "1 fails (64 seeds, 10 min)"
+    assert rows[second.folder]["verdict"] == "not run"
+    assert findings.seeds_used(rows[first.folder]) == "8"
