@@ -162,3 +162,32 @@ def test_paper_scale_and_an_old_versions_record_in_the_table(tmp_path):
     assert findings.paper_cell(rows[first.folder]) == "1 fails (64 seeds, 10 min)"
     assert rows[second.folder]["verdict"] == "not run"
     assert findings.seeds_used(rows[first.folder]) == "8"
+
+
+def test_run_all_picks_the_scales_file_and_runs_the_longest_first(tmp_path, monkeypatch):
+    """`--scale paper` reads paper.toml (overrides go to a git-ignored copy beside the store), and
+    studies are dealt out longest first by their last recorded wall time."""
+    sys.path.insert(0, str(STUDIES_DIR))
+    try:
+        run_all = _module("run_all")
+    finally:
+        sys.path.remove(str(STUDIES_DIR))
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "paper.toml").write_text("[experiment]\nname = \"s\"\nseeds = 64\nsteps = 2000\n")
+    path = run_all.overridden_config(study, study / "runs-paper", None, None, "paper")
+    assert path == study / "paper.toml" and run_all.configured_seeds(path) == 64
+    copy = run_all.overridden_config(study, study / "runs-paper", 8, None, "paper")
+    assert copy == study / "runs-paper.override.toml" and run_all.configured_seeds(copy) == 8
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    a, b = CATALOG.Study("a", "c", "s"), CATALOG.Study("b", "c", "s")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "finding.json").write_text(json.dumps({"wall_s": 300}))
+    (tmp_path / "a" / "finding.json").write_text(json.dumps({"train_wall_s": 10}))
+    order = []
+    monkeypatch.setattr(run_all, "run_study", lambda s, **kw: order.append(s.folder) or {"verdict": "x"})
+    run_all.run_studies([a, b], jobs=1, scale="default", keep=False, seeds=None, steps=None)
+    assert order == ["b", "a"]
+    with pytest.raises(ValueError, match="protocol 'fair'"):
+        CATALOG.Study("a", "c", "s", protocol="fair")
