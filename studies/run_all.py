@@ -6,6 +6,7 @@ The study's verdict states every part (findings.study_verdict): "2 hold, 1 inval
     python studies/run_all.py --only jiang_rmed_linear_net --keep   # one study, resume its store
     python studies/run_all.py --scale paper --only bernstein_muon_steps  # the study's paper.toml
     python studies/run_all.py --seeds 32 --steps 2000               # bigger: overrides every study
+    python studies/run_all.py --scale paper --device cuda --jobs 1  # on a GPU machine
 
 Each step is an `optiscope` command (run, report, verify --format json), so this is what a user
 would type. A failing verdict does not stop the others; a study whose training fails is recorded
@@ -116,7 +117,8 @@ def configured_seeds(config: Path) -> int | None:
     return len(seeds) if isinstance(seeds, list) else seeds
 
 
-def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None, scale: str = "default") -> dict:
+def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None, scale: str = "default",
+              device: str | None = None) -> dict:
     study_dir = HERE / study.folder
     _, store_name, _ = SCALES[scale]
     store = study_dir / store_name
@@ -127,11 +129,13 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None,
                                "config": str(config.relative_to(ROOT)), "scale": scale,
                                "version": study.version, "protocol": study.protocol,
                                "seeds_configured": configured_seeds(config), "threads": THREADS,
-                               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               "device": device or "the experiment's"}
+    on_device = ["--device", device] if device else []
     started = time.perf_counter()
     rel = str(store.relative_to(ROOT))
     code, out, wall = command([*OPTISCOPE, "run", str(config.relative_to(ROOT)), "--store", rel,
-                               "--threads", str(THREADS)])
+                               "--threads", str(THREADS), *on_device])
     finding["train_wall_s"] = round(wall, 1)
     print(f"[{study.folder}] run: exit {code} in {wall:.0f} s", flush=True)
     if code != 0:
@@ -142,7 +146,7 @@ def run_study(study: Study, *, keep: bool, seeds: int | None, steps: int | None,
     print(f"[{study.folder}] report: exit {code} in {wall:.0f} s", flush=True)
     hypotheses: list[dict] = []
     if has_hypotheses(config):
-        sequential = ["--until-decided"] if has_verification(config) else []
+        sequential = ["--until-decided", *on_device] if has_verification(config) else []
         code, out, wall = command([*OPTISCOPE, "verify", rel, "--format", "json", *sequential])
         if sequential:  # the decided verdicts; then the full fixed-n table at the seeds they reached
             finding["sequential"] = _json_list(out)
@@ -221,6 +225,7 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="default: study.toml; paper: paper.toml (closer to the source's scale)")
     parser.add_argument("--jobs", type=int, default=2, help="studies at a time, each single-threaded (default 2)")
+    parser.add_argument("--device", default=None, help="train on this device (cuda on a GPU machine); default: each study's")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables")
     args = parser.parse_args()
     known = {s.folder for s in STUDIES}
@@ -239,7 +244,7 @@ def main() -> None:
             print(f"[{folder}] no {config_name}: skipped", flush=True)
         start = time.perf_counter()
         run_studies([s for s in chosen if s.folder not in missing], jobs=args.jobs, keep=args.keep,
-                    seeds=args.seeds, steps=args.steps, scale=args.scale)
+                    seeds=args.seeds, steps=args.steps, scale=args.scale, device=args.device)
         print(f"{len(chosen) - len(missing)} studies in {time.perf_counter() - start:.0f} s "
               f"({args.jobs} at a time, {THREADS} thread each)", flush=True)
     write_tables(HERE, ROOT / "README.md")

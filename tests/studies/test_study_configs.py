@@ -187,7 +187,7 @@ def test_run_all_picks_the_scales_file_and_runs_the_longest_first(tmp_path, monk
     (tmp_path / "a" / "finding.json").write_text(json.dumps({"train_wall_s": 10}))
     order = []
     monkeypatch.setattr(run_all, "run_study", lambda s, **kw: order.append(s.folder) or {"verdict": "x"})
-    run_all.run_studies([a, b], jobs=1, scale="default", keep=False, seeds=None, steps=None)
+    run_all.run_studies([a, b], jobs=1, scale="default", keep=False, seeds=None, steps=None, device=None)
     assert order == ["b", "a"]
     with pytest.raises(ValueError, match="protocol 'fair'"):
         CATALOG.Study("a", "c", "s", protocol="fair")
