@@ -67,5 +67,5 @@ STUDIES: tuple[Study, ...] = (
     Study("pascanu_shampoo_representations",
           "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
           "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
-          "Pascanu et al. 2025 (arXiv 2507.12224)"),
+          "Pascanu et al. 2025 (arXiv 2507.12224)", protocol="tuned"),
 )
