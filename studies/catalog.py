@@ -64,4 +64,8 @@ STUDIES: tuple[Study, ...] = (
     Study("bernstein_lr_transfer",
           "The best lr moves less across width under the spectral/modular norm than under Adam",
           "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)"),
+    Study("pascanu_shampoo_representations",
+          "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
+          "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
+          "Pascanu et al. 2025 (arXiv 2507.12224)", protocol="tuned"),
 )

@@ -226,3 +226,20 @@ def test_the_finals_of_an_unfinished_tuning_protocol_are_refused(tmp_path):
     store = RunStore.create(tmp_path / "store")
     with pytest.raises(OptiscopeError, match=r"tuning of 'adam' \(study 0\) has 0 of 3 trials complete"):
         finals_of(cfg, store)
+
+
+def test_the_seeds_verification_adds_are_probed_like_the_first_ones(tmp_path):
+    """A hypothesis may read a probe metric (R_med, class_cosine): the added seeds must log it
+    too, else they enter the test as runs without a value (the worst value, ties)."""
+    config = tmp_path / "tuned.toml"
+    config.write_text(TUNED.replace("[verification]", '[probes]\nprobes = ["gradient"]\ncadence = "every"\nevery = 30\n\n[verification]'))
+    store = tmp_path / "store"
+    r = RUNNER.invoke(app, ["run", str(config), "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["n_a"] > 4  # seeds were added
+    rs = RunStore.open(store)
+    finals = {row[0] for row in rs.query("SELECT run_id FROM runs WHERE role = 'final'")[1]}
+    probed = {row[0] for row in rs.query("SELECT DISTINCT run_id FROM metrics WHERE name = 'grad_norm' AND step = 30")[1]}
+    assert finals and finals <= probed

@@ -14,7 +14,8 @@ def test_report_has_probe_panels_of_trajectories_and_final_distributions(probed_
     page = out.read_text()
     assert "Probes: geometry and solutions" in page and "id=\"probes\"" in page
     section = page[page.index('id="probes"'):]
-    for name in ("r_med/layer1.weight", "top_eig", "eff_rank/layer1.weight", "barrier_to_next"):
+    for name in ("r_med/layer1.weight", "top_eig", "eff_rank/layer1.weight", "barrier_to_next",
+                 "class_cosine/layer1", "rep_eff_rank/layer1"):
         assert name in section
     task_part = page[: page.index('id="probes"')]
     assert "r_med/layer1.weight" not in task_part  # owned by the probe section

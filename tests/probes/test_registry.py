@@ -27,7 +27,7 @@ from optiscope.tasks import make_task
 
 def test_tiers_nest_and_match_the_documented_lists():
     """The tier lists the `[probes]` documentation promises, now derived from each probe's tier."""
-    assert set(TIERS["cheap"]) == {"weights", "gradient", "update", "network"}
+    assert set(TIERS["cheap"]) == {"weights", "gradient", "update", "network", "representation"}
     assert set(TIERS["geometry"]) == set(TIERS["cheap"]) | {"trace", "r_med", "top_eig"}
     assert set(TIERS["full"]) == set(TIERS["geometry"]) | {"noise_scale", "density", "cka", "barrier"}
     assert PROBE_GROUPS == TIERS["full"] == tier_groups("full")
@@ -82,8 +82,8 @@ def test_the_derived_metric_lists():
     ("task_name", "settings", "silent"),
     [
         ("mnist1d-mlp", {"hidden": 4, "depth": 2}, set()),
-        ("quadratic", {}, {"network", "noise_scale", "cka"}),  # no classifier, examples or layers
-        ("byte-transformer", {}, {"network", "cka"}),
+        ("quadratic", {}, {"network", "representation", "noise_scale", "cka"}),  # no classifier, examples or layers
+        ("byte-transformer", {}, {"network", "representation", "cka"}),
     ],
 )
 def test_every_probe_writes_only_the_metrics_it_declares(task_name, settings, silent):

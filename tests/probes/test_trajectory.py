@@ -22,6 +22,7 @@ def test_probe_metrics_land_in_the_store_at_the_cadence(probed_store):
         "r_med/layer1.weight", "r_med/head.bias", "hessian_trace", "top_eig", "noise_scale",
         "grad_norm", "eff_rank/layer1.weight", "sparsity@1e-3/head.weight", "dist_from_init/layer1.weight",
         "margin", "dead_units/layer1", "cka/layer1", "barrier_to_next", "spectrum_negative_mass",
+        "class_cosine/layer1", "rep_eff_rank/layer1",
     ]
     for name in expected:
         assert by_name.get(name) == {0: 6, 6: 6, 12: 6}, name  # 2 cells x 3 members per step

@@ -187,8 +187,11 @@ def train_more_seeds(store: RunStore, device: str, *, progress: Any = None) -> C
         # they get the added evaluation seeds; the trials keep their tuning seeds.
         wanted = finals_of(grown, store) if grown.tuning else grown.cells()
         cells = [c for c in plan_missing(wanted, store).todo if c.cell_id in cell_ids]
+        # The added seeds are probed as `optiscope run` probes the first ones: a hypothesis on a
+        # probe metric (R_med, class_cosine) otherwise reads seeds that never logged it.
         ctx = UnitContext(device=device, checkpoint_every=cfg.experiment.checkpoint_every,
-                          save_params=cfg.experiment.save_params)
+                          save_params=cfg.experiment.save_params,
+                          probe_config=dict(cfg.probes) if cfg.probes else {})
         train_cells(cells, store, ctx, progress=progress)
         return sum(len(c.seeds) for c in cells)
 

@@ -20,10 +20,12 @@ from optiscope.probes.dynamics import gradient_noise_scale, gradients, global_no
 from optiscope.probes.estimators import exact_diagonal, quadratic_forms, r_med_from_diagonal, r_med_per_tensor
 from optiscope.probes.lanczos import spectral_density, top_eigenvalues
 from optiscope.probes.network import (
+    class_mean_cosine,
     classification_margin,
     dead_unit_fraction,
     loss_barrier,
     mean_cka_to_others,
+    representation_effective_rank,
     rolled,
 )
 from optiscope.probes.quantity import Probe, ProbeContext, ProbeMetric
@@ -111,6 +113,23 @@ def _network(c: ProbeContext) -> dict[str, Tensor]:
     if reps is not None:
         for name, a in vmap(reps, in_dims=(0, 0))(c.params, c.batch.per_member).items():
             out[f"dead_units/{name}"] = dead_unit_fraction(a)
+    return out
+
+
+def _representation(c: ProbeContext) -> dict[str, Tensor]:
+    """Each member's hidden layers on its own probe batch: cross-class cosine of the class means
+    and effective rank (Pascanu et al. 2025's localized, lower-dimensional representations)."""
+    if not is_classifier(c.task, c.batch):
+        return {}
+    reps = representation_fn(c.task)
+    if reps is None:
+        return {}
+    labels = c.batch.per_member["y"]
+    out = {}
+    for name, a in vmap(reps, in_dims=(0, 0))(c.params, c.batch.per_member).items():
+        a = a.flatten(2) if a.dim() > 3 else a  # (S, n, units)
+        out[f"class_cosine/{name}"] = class_mean_cosine(a, labels)
+        out[f"rep_eff_rank/{name}"] = representation_effective_rank(a)
     return out
 
 
@@ -229,6 +248,22 @@ PROBES: tuple[Probe, ...] = (
             ProbeMetric("dead_units/{layer}", "min", "fraction", "fraction of hidden units inactive on the whole probe batch"),
         ),
         _network,
+    ),
+    Probe(
+        "representation", "cheap", "1 forward pass and one SVD per hidden layer (classification tasks)",
+        (
+            ProbeMetric(
+                "class_cosine/{layer}", None, "",
+                "mean over pairs of distinct classes of cos(mu_c, mu_c') of the class-mean activations "
+                "on the probe batch (Pascanu et al. 2025; lower: more localized); absent classes skipped",
+            ),
+            ProbeMetric(
+                "rep_eff_rank/{layer}", None, "",
+                "effective rank exp(entropy of normalised singular values) of the (examples x units) "
+                "activations on the probe batch",
+            ),
+        ),
+        _representation,
     ),
     Probe(
         "trace", "geometry", "`samples` HVPs (Hutchinson; shared with r_med)",

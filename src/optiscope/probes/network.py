@@ -1,6 +1,8 @@
-"""Properties of a whole network: dead units, margins, similarity and connectivity of members.
+"""Properties of a whole network: dead units, margins, representations, similarity and
+connectivity of members.
 
-Dead units and margins are per member; CKA and the loss barrier compare members with each other
+Dead units, margins and the representation measures (cross-class cosine, effective rank) are
+per member; CKA and the loss barrier compare members with each other
 (Pascanu et al. 2025 list both as ways optimizers shape solutions). Activations and logits are
 tensors with leading member axes where given; nothing loops over members.
 """
@@ -43,6 +45,50 @@ def classification_margin(logits: Tensor, labels: Tensor) -> Tensor:
     true = logits.gather(-1, labels[..., None]).squeeze(-1)
     others = logits.scatter(-1, labels[..., None], float("-inf"))
     return (true - others.amax(-1)).mean(-1)
+
+
+def class_mean_cosine(activations: Tensor, labels: Tensor, n_classes: int | None = None) -> Tensor:
+    """Mean over pairs of distinct classes of cos(mu_c, mu_c'), mu_c the class-mean activation:
+    (..., n, units), (..., n) -> (...).
+
+    Pascanu et al. 2025 (arXiv 2507.12224) read localized representations off the cross-class
+    cosine similarity C_ab = cos(mu_a, mu_b) of mean hidden activations per class: lower means
+    the classes use more separate units. Classes absent from the examples are skipped, and so is
+    a class whose mean is the zero vector (its cosine is undefined); NaN where fewer than two
+    classes remain (all-zero activations, a one-class batch), never inf.
+    """
+    if activations.dim() < 2 or activations.shape[:-1] != labels.shape:
+        raise OptiscopeError(
+            f"activations (..., n, units) and labels (..., n) disagree: {tuple(activations.shape)} vs {tuple(labels.shape)}"
+        )
+    c = int(labels.max()) + 1 if n_classes is None else n_classes
+    onehot = torch.nn.functional.one_hot(labels.long(), c).to(activations.dtype)  # (..., n, C)
+    counts = onehot.sum(-2)  # (..., C)
+    means = (onehot.mT @ activations) / counts.clamp_min(1)[..., None]  # (..., C, units)
+    norms = torch.linalg.vector_norm(means, dim=-1)
+    ok = (counts > 0) & (norms > 0)
+    unit = means / torch.where(ok, norms, torch.ones_like(norms))[..., None]
+    cos = unit @ unit.mT
+    pairs = ok[..., :, None] & ok[..., None, :] & ~torch.eye(c, dtype=torch.bool, device=cos.device)
+    n_pairs = pairs.sum((-2, -1))
+    total = torch.where(pairs, cos, torch.zeros_like(cos)).sum((-2, -1))
+    return torch.where(n_pairs > 0, total / n_pairs.clamp_min(1), torch.full_like(total, float("nan")))
+
+
+def representation_effective_rank(activations: Tensor) -> Tensor:
+    """exp(entropy of sigma / sum(sigma)) of the (examples x units) matrix: (..., n, units) -> (...).
+
+    The effective rank of Roy & Vetterli (2007), as the weights' `eff_rank`, of the uncentred
+    representation matrix: how many directions the examples' activations spread over (between 1
+    and min(n, units)). NaN for all-zero activations (no spectrum to normalise), never inf.
+    """
+    if activations.dim() < 2:
+        raise OptiscopeError(f"activations must be (..., examples, units), got shape {tuple(activations.shape)}")
+    s = torch.linalg.svdvals(activations)
+    total = s.sum(-1, keepdim=True)
+    p = s / torch.where(total > 0, total, torch.ones_like(total))
+    rank = torch.exp(-torch.special.xlogy(p, p).sum(-1))
+    return torch.where(total[..., 0] > 0, rank, torch.full_like(rank, float("nan")))
 
 
 def _centred_gram(x: Tensor) -> Tensor:

@@ -5,7 +5,8 @@ probe declares its tier in `optiscope.probes.catalog` and the tiers' lists are d
 (`optiscope.probes.registry.TIERS`):
 
 - ``cheap``: weights only and one gradient: per-tensor sparsity, Hoyer, norms, ranks, distance
-  from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass).
+  from init; gradient norm; update-to-weight ratio; margin and dead units (one forward pass);
+  cross-class cosine of class-mean activations and their effective rank (one more).
 - ``geometry``: cheap, plus the Hessian trace (Hutchinson), R_med and the top Hessian
   eigenvalue(s) by Lanczos. The trace and Lanczos take about 12 Hessian-vector products per
   member; R_med is dearer, because a cheap R_med is a wrong one (issue 18): each tensor gets

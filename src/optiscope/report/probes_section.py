@@ -20,7 +20,8 @@ from optiscope.report.html import EXTRA_SECTIONS, Section, figure, render
 
 #: Shown along the trajectory (the rest only as final distributions).
 TRAJECTORY = ("grad_norm", "hessian_trace", "top_eig", "noise_scale", "margin", "r_med",
-              "update_ratio", "eff_rank", "stable_rank", "dist_from_init", "spectrum_negative_mass")
+              "update_ratio", "eff_rank", "stable_rank", "dist_from_init", "spectrum_negative_mass",
+              "class_cosine", "rep_eff_rank")
 #: Probes whose scale spans decades: log y axis when positive.
 LOG_SCALE = ("r_med", "update_ratio", "noise_scale", "grad_norm", "hessian_trace", "top_eig")
 
@@ -37,6 +38,9 @@ DESCRIPTIONS = {
     "cka": "mean linear CKA of a member's representation to the other members'.",
     "barrier_to_next": "loss barrier on the straight line to the next member (mode connectivity).",
     "dead_units": "fraction of hidden units inactive on the whole probe batch.",
+    "class_cosine": "mean over pairs of classes of the cosine between class-mean hidden activations "
+                    "(Pascanu et al. 2025: lower is more localized); absent classes skipped.",
+    "rep_eff_rank": "effective rank of the (examples x units) hidden activations on the probe batch.",
     "r_med_samples": "Hutchinson probes behind R_med (0: every diagonal exact).",
 }
 
