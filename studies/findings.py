@@ -92,13 +92,19 @@ def decided(finding: dict) -> list[dict]:
     """The hypotheses as judged: where `verify --until-decided` ran, each sequential hypothesis'
     verdict, seeds and reason are the design's (the look that decided it), and its p value,
     effect and interval stay the fixed-n ones over every seed trained, as descriptions; the
-    others (equivalence, Fisher) are fixed-n throughout."""
+    others (equivalence, Fisher) are judged fixed-n at the experiment's planned seeds, never at
+    seeds added to their cells for another hypothesis."""
     by_name = {row.get("hypothesis"): row for row in finding.get("sequential") or []}
     out = []
     for h in finding.get("hypotheses", []):
         seq = by_name.get(h.get("hypothesis"))
-        if seq is None or str(seq.get("reason", "")).startswith("fixed-n"):
+        if seq is None:
             out.append(h)
+            continue
+        if str(seq.get("reason", "")).startswith("fixed-n"):  # judged at its planned seeds
+            planned = {k: seq[k] for k in ("verdict", "n_a", "n_b", "p_holm", "effect", "effect_low", "effect_high",
+                                           "power") if seq.get(k) is not None}
+            out.append(h | planned | {"reason": seq["reason"]})
             continue
         out.append(h | {"verdict": seq["verdict"], "n_a": seq["n_a"], "n_b": seq["n_b"],
                         "power": seq.get("power", h.get("power")),

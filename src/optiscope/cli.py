@@ -500,7 +500,7 @@ def verify(
 
 
 LOOK_COLUMNS = ["hypothesis", "verdict", "n_a", "n_b", "looks", "z", "boundary", "futility", "level",
-                "effect", "power", "reason"]
+                "effect", "power", "reason", "p_holm", "effect_low", "effect_high"]
 
 
 def _verify_until_decided(store: Path, config: Path | None, fmt: str, **plan: Any) -> None:
@@ -540,9 +540,14 @@ def _verify_until_decided(store: Path, config: Path | None, fmt: str, **plan: An
     for d in result.decided:
         last = d.looks[-1] if d.looks else None
         bounds = (nan,) * 4 if last is None else (last.statistic, last.boundary, last.futility, last.level)
+        # p and interval: the fixed-n test at the seeds of the deciding look (a fixed-n
+        # hypothesis: at its planned seeds), as descriptions next to the design's decision
+        f = d.fixed
         rows.append([d.name, d.verdict, d.n_a, d.n_b, len(d.looks), *bounds,
                      d.effect,
-                     last.power if last else nan, d.reason])
+                     last.power if last else (f.power if f is not None else nan), d.reason,
+                     f.pvalue_adjusted if f is not None else nan,
+                     f.effect.low if f is not None else nan, f.effect.high if f is not None else nan])
     write_rows(LOOK_COLUMNS, rows, fmt, title="hypotheses (sequential)")
     err.print(f"{result.seeds_trained} runs trained by this verification; looks stored in "
               f"{run_store.root / 'verification'}")

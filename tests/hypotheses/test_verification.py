@@ -243,3 +243,26 @@ def test_the_seeds_verification_adds_are_probed_like_the_first_ones(tmp_path):
     finals = {row[0] for row in rs.query("SELECT run_id FROM runs WHERE role = 'final'")[1]}
     probed = {row[0] for row in rs.query("SELECT DISTINCT run_id FROM metrics WHERE name = 'grad_norm' AND step = 30")[1]}
     assert finals and finals <= probed
+
+
+def test_a_fixed_n_hypothesis_is_judged_at_its_planned_seeds(tmp_path):
+    """An equivalence test shares its cells with a sequential hypothesis that adds seeds to them:
+    it is still judged at the experiment's 4 planned seeds (its protocol), not at the 16 stored."""
+    config = tmp_path / "sequential.toml"
+    config.write_text(CONFIG + '''
+[[hypotheses]]
+name = "twins-equal"
+metric = "f_gap"
+a = "sgd-twin"
+b = "sgd-tiny"
+direction = "equivalent"
+margin = 1.0
+''')
+    store = tmp_path / "store"
+    assert RUNNER.invoke(app, ["run", str(config), "--store", str(store)]).exit_code == 0
+    r = RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    rows = {row["hypothesis"]: row for row in json.loads(r.stdout)}
+    assert rows["twins-differ"]["n_a"] > 4  # seeds were added to the twins' cells
+    eq = rows["twins-equal"]
+    assert (eq["n_a"], eq["n_b"]) == (4, 4) and eq["reason"].startswith("fixed-n at the planned seeds")
+    assert eq["p_holm"] == eq["p_holm"] and eq["effect_low"] <= eq["effect"] <= eq["effect_high"]

@@ -138,13 +138,14 @@ def test_a_sequential_decision_is_the_verdict_and_its_seeds_are_the_looks():
                                "power": 0.9, "reason": "z 4.2 >= boundary 3.9"},
                               {"hypothesis": "h2", "verdict": "fails", "n_a": 32, "n_b": 32, "looks": 4,
                                "power": 0.2, "reason": "futility"},
-                              {"hypothesis": "eq", "verdict": "holds", "n_a": 32, "n_b": 32, "looks": 0,
-                               "reason": "fixed-n: TOST"}]}
+                              {"hypothesis": "eq", "verdict": "fails", "n_a": 16, "n_b": 16, "looks": 0,
+                               "p_holm": 0.06, "reason": "fixed-n at the planned seeds: TOST"}]}
     out = findings.summarise(finding)
-    assert out["verdict"] == "2 hold, 1 fails"
+    assert out["verdict"] == "1 holds, 2 fail"
     assert findings.seeds_used(out) == "16-32"
     assert "sequential, look 2" in out["hypotheses"][0]["reason"]
-    assert out["hypotheses"][2]["reason"] == "fixed-n"
+    eq = out["hypotheses"][2]  # judged at its planned 16 seeds, not the 32 the store holds
+    assert (eq["verdict"], eq["n_a"], eq["p_holm"]) == ("fails", 16, 0.06)
 
 
 def test_paper_scale_and_an_old_versions_record_in_the_table(tmp_path):

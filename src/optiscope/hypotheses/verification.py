@@ -120,6 +120,10 @@ def verify_until_decided(
             f"change mid-verification. Keep it, or verify into a copy of the store (and keep both results)")
     added = 0
     n = _current_seeds(store, cfg, hypotheses)
+    # A fixed-n hypothesis (equivalence, Fisher) is judged at the seeds its experiment planned,
+    # never at seeds added to its cells for another, sequential hypothesis: n is its protocol.
+    planned = scoped(StoreView.load(store, seeds=cfg.experiment.seed_list()), experiment)
+    at_plan = {v.name: v for v in evaluate(planned, hypotheses, experiment)}
     while True:
         seeds = list(range(n))
         view = scoped(StoreView.load(store, seeds=seeds), experiment)  # its own cells only
@@ -129,7 +133,7 @@ def verify_until_decided(
         result = sequential_look(outcomes, claims, plan, looks)
         looks = looks + result.looks
         _save_looks(store, experiment, plan, looks, seeds)
-        decided = _decisions(hypotheses, result, fixed, looks)
+        decided = _decisions(hypotheses, result, fixed, looks, at_plan)
         if on_look is not None:
             on_look(n, decided)
         if result.done or n >= plan.max_seeds:
@@ -156,13 +160,16 @@ def _current_seeds(store: RunStore, cfg: Any, hypotheses: Sequence[Hypothesis]) 
     return max(asked, min(held)) if held else asked
 
 
-def _decisions(hypotheses: Sequence[Hypothesis], result: Any, fixed: dict[str, Verdict], looks: list[Look]) -> list[Decided]:
+def _decisions(hypotheses: Sequence[Hypothesis], result: Any, fixed: dict[str, Verdict], looks: list[Look],
+               at_plan: dict[str, Verdict]) -> list[Decided]:
     out = []
     for h in hypotheses:
         v = fixed[h.name]
         mine = [lk for lk in looks if lk.hypothesis == h.name]
-        if h.name not in result.decisions:  # equivalence, Fisher: fixed-n at the last look
-            out.append(Decided(h.name, v.verdict, f"fixed-n: {v.reason}", v.n_a, v.n_b, [], v, v.effect.estimate))
+        if h.name not in result.decisions:  # equivalence, Fisher: fixed-n at the planned seeds
+            p = at_plan[h.name]
+            out.append(Decided(h.name, p.verdict, f"fixed-n at the planned seeds: {p.reason}", p.n_a, p.n_b, [], p,
+                               p.effect.estimate))
             continue
         d = result.decisions[h.name]
         verdict, reason = d.verdict, d.reason
