@@ -68,4 +68,8 @@ STUDIES: tuple[Study, ...] = (
           "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
           "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
           "Pascanu et al. 2025 (arXiv 2507.12224)", protocol="tuned"),
+    Study("inan_flat_minima",
+          "SAM and noise-injected SGD end in flatter minima (top Hessian eigenvalue, trace) than "
+          "SGD at comparable training loss (digits MLP)",
+          "Inan, Liu & Shehu 2024", protocol="tuned"),
 )

@@ -4,13 +4,19 @@ the variants compared by Inan, Liu & Shehu 2024).
 The schedule, in steps (k = `hop_interval`):
 - k local steps of SGD (`local`: plain 'sgd', 'nig' noise in the gradient, or 'nim' noise in
   the model) from the starting point;
-- a *decision step*: the current point x' is compared with the last accepted point x on the
-  current minibatch (two loss evaluations, both counted) and accepted by the rule:
+- a *decision*: the current point x' is compared with the last accepted point x and accepted
+  by the rule below. It is judged on `decision_batches` = K minibatches: the decision takes K
+  steps, each evaluating f(x') and f(x) on that step's minibatch (two loss evaluations, both
+  counted; the parameters stay at x' in between), and compares the means over the K batches.
+  K = 1 (the default, and scipy's scheme on a deterministic f) judges on one minibatch, whose
+  noise on a network can exceed the difference being judged; a larger K averages it out.
+  The rules:
   'always' (bh), 'monotonic' (monotonic_bh: iff f(x') < f(x)) or 'metropolis' (metropolis_bh:
   with probability min(1, exp(-(f(x') - f(x)) / temperature))). The first decision accepts.
   After it the parameters are the accepted point: a rejecting decision puts them back exactly.
 - the next local phase starts from the accepted point moved by N(0, perturbation^2) (the hop).
-So a cycle is k + 1 steps and k + 2 gradient evaluations. In an ensemble every member decides
+So a cycle is k + K steps and k + 2K gradient evaluations (the first decision, which accepts,
+evaluates only x': K). In an ensemble every member decides
 for itself (vectorised); all noise, and the Metropolis draws, are keyed on the member seeds.
 A run ends on the accepted point whatever its length: `finish()` (called by the engines after
 the last step) puts every member back on its last accepted point, so a run that stops mid-search
@@ -50,8 +56,8 @@ class BasinHopping(EnsembleOptimizer):
 
     norm = "euclidean (l2) local search + hops"
     reference = "closed forms: rejection restores the accepted point; same seed, same noise"
-    #: One per local step; a decision step takes two, so a cycle of hop_interval + 1 steps takes
-    #: hop_interval + 2 (the engines count and store the real number).
+    #: One per local step; a decision step takes two, so a cycle of hop_interval + K steps takes
+    #: hop_interval + 2K (the engines count and store the real number).
     grad_evals_per_step = 1
     needs_closure = True
 
@@ -63,6 +69,7 @@ class BasinHopping(EnsembleOptimizer):
         NOISE_STD,
         Hyperparameter("acceptance", Acceptance, "always"),
         Hyperparameter("temperature", Positive, 0.01),
+        Hyperparameter("decision_batches", Count, 1),
         lr=0.01,
     )
 
@@ -91,10 +98,10 @@ class BasinHopping(EnsembleOptimizer):
             raise OptiscopeError(f"{type(self).__name__}.step needs a closure")
         group = self.param_groups[0]
         c = self._counter()
-        k = group["hop_interval"]
-        phase = c % (k + 1)
-        if phase == k:
-            loss = self._decide(closure, c)
+        k, m = group["hop_interval"], group["decision_batches"]
+        phase = c % (k + m)
+        if phase >= k:
+            loss = self._decide(closure, c, phase - k, m)
         else:
             if phase == 0 and c > 0:
                 self._hop(c)
@@ -128,22 +135,34 @@ class BasinHopping(EnsembleOptimizer):
             self._step_group(group)
         return loss
 
-    def _decide(self, closure: Callable[[], Any], c: int) -> Any:
+    def _decide(self, closure: Callable[[], Any], c: int, j: int, m: int) -> Any:
+        """Decision step j of m: add f(x') and f(x) on this step's minibatch to the running sums;
+        at the last one, judge the means and leave the parameters on the accepted point."""
         group = self.param_groups[0]
         with torch.enable_grad():
             loss_new = torch.as_tensor(closure()).detach()
         params = self._all()
-        if "accepted" not in self.state[params[0]]:  # the first decision accepts
-            for p in params:
-                self.state[p]["accepted"] = p.detach().clone()
-            group["accepts"] = torch.ones_like(loss_new)
+        first = "accepted" not in self.state[params[0]]
+        new_sum = loss_new if j == 0 else group["decision_new"] + loss_new
+        group["decision_new"] = new_sum
+        if first:  # the first decision accepts (after its m steps)
+            if j == m - 1:
+                for p in params:
+                    self.state[p]["accepted"] = p.detach().clone()
+                group["accepts"] = torch.ones_like(loss_new)
             return loss_new
         current = [p.detach().clone() for p in params]
         for p in params:
             p.copy_(self.state[p]["accepted"])
         with torch.enable_grad():
             loss_old = torch.as_tensor(closure()).detach()
-        accept = self.accept(loss_new, loss_old, c)
+        old_sum = loss_old if j == 0 else group["decision_old"] + loss_old
+        group["decision_old"] = old_sum
+        if j < m - 1:  # not the last batch: back to x' (bit for bit) for the next one
+            for p, x_new in zip(params, current, strict=True):
+                p.copy_(x_new)
+            return loss_new
+        accept = self.accept(new_sum / m, old_sum / m, c)
         for p, x_new in zip(params, current, strict=True):
             chosen = torch.where(self.per_member(accept, p), x_new, p)
             p.copy_(chosen)
