@@ -41,7 +41,7 @@ STUDIES: tuple[Study, ...] = (
     Study("inan_vision_sam",
           "Basin hopping / noisy SGD on par with SAM at about half the gradient evaluations "
           "(small vision task)",
-          "Inan, Liu & Shehu 2024"),
+          "Inan, Liu & Shehu 2024", version=2, protocol="tuned"),
     Study("vaswani_armijo_convex",
           "Adam at its default lr loses to SGD with Armijo line search on kernel logistic "
           "regression and matrix factorisation",
