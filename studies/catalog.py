@@ -68,4 +68,9 @@ STUDIES: tuple[Study, ...] = (
           "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
           "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
           "Pascanu et al. 2025 (arXiv 2507.12224)", protocol="tuned"),
+    Study("orabona_architecture_flips",
+          "The winner of a tuned optimizer comparison flips with the architecture "
+          "(Adam vs SGD-momentum, MLP vs CNN on MNIST-1D)",
+          "Orabona 2020 (blog: 'Neural networks (maybe) evolved to make Adam the best optimizer')",
+          protocol="tuned"),
 )
