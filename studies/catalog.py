@@ -63,7 +63,7 @@ STUDIES: tuple[Study, ...] = (
           "Bernstein & Newhouse 2024 (arXiv 2409.20325); Jordan et al. (Muon)"),
     Study("bernstein_lr_transfer",
           "The best lr moves less across width under the spectral/modular norm than under Adam",
-          "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)"),
+          "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)", version=2, protocol="tuned"),
     Study("pascanu_shampoo_representations",
           "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
           "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
