@@ -63,7 +63,7 @@ STUDIES: tuple[Study, ...] = (
           "Bernstein & Newhouse 2024 (arXiv 2409.20325); Jordan et al. (Muon)"),
     Study("bernstein_lr_transfer",
           "The best lr moves less across width under the spectral/modular norm than under Adam",
-          "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)"),
+          "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)", version=2, protocol="tuned"),
     Study("pascanu_shampoo_representations",
           "Shampoo gives more localized, lower-dimensional hidden representations than Adam "
           "(lower cross-class cosine of class means, lower effective rank; digits MLP, both tuned)",
@@ -72,4 +72,9 @@ STUDIES: tuple[Study, ...] = (
           "SAM and noise-injected SGD end in flatter minima (top Hessian eigenvalue, trace) than "
           "SGD at comparable training loss (digits MLP)",
           "Inan, Liu & Shehu 2024", protocol="tuned"),
+    Study("orabona_architecture_flips",
+          "The winner of a tuned optimizer comparison flips with the architecture "
+          "(Adam vs SGD-momentum, MLP vs CNN on MNIST-1D)",
+          "Orabona 2020 (blog: 'Neural networks (maybe) evolved to make Adam the best optimizer')",
+          protocol="tuned"),
 )
