@@ -4,6 +4,9 @@
 [tuning]
 metric = "val_loss"          # selection metric: one the (validation-split) task logs
 final_metric = "test_loss"   # optional; default: metric with val_ -> test_ where the task logs it
+statistic = "final"          # final | mean: a seed's value is the metric's final value, or its mean
+                             # over the evaluations after step 0 (a continual task evaluated at its
+                             # stage ends: mean of `val_plasticity` = accuracy on each task at its end)
 sampler = "tpe"              # random | qmc | tpe (Optuna)
 trials = 16                  # per optimizer, per study, per task setting (an equal budget)
 seeds_per_trial = 4          # each trial is one ensemble of this many tuning seeds
@@ -52,6 +55,7 @@ class TuningSection(BaseModel):
 
     metric: str
     final_metric: str | None = None
+    statistic: Literal["final", "mean"] = "final"
     sampler: Literal["random", "qmc", "tpe"] = "tpe"
     trials: int = Field(16, ge=1)
     seeds_per_trial: int = Field(4, ge=1, le=SEEDS_PER_STUDY)
@@ -99,6 +103,7 @@ class TuningSpec(BaseModel):
     default: bool
     space: dict[str, dict[str, Dimension]]  # optimizer key -> setting -> dimension
     tasks: list[TuningTask]
+    statistic: Literal["final", "mean"] = "final"  # a seed's value of the metric (see outcome)
     optimizers: dict[str, str]  # every optimizer key -> its optimizer name
     evaluation_seeds: list[int]
 
@@ -138,6 +143,7 @@ def parse_tuning(cfg: ExperimentConfig) -> TuningSpec:
         seeds_per_trial=section.seeds_per_trial, batch=section.batch, studies=section.studies,
         seed=section.seed, default=section.default, space=space, tasks=tasks,
         optimizers={k: e.name for k, e in optimizers.items()}, evaluation_seeds=evaluation,
+        statistic=section.statistic,
     )
     overlap = sorted(set(evaluation) & {s for st in range(spec.studies) for s in spec.tuning_seeds(st)})
     if overlap:
