@@ -40,7 +40,7 @@ from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
 from optiscope.settings import signature_settings, validate_settings
 from optiscope.tasks.base import MetricInfo
 from optiscope.tasks.registry import make_task, settings_function
-from optiscope.tuning.space import TASK_PREFIX, Dimension, parse_dimension
+from optiscope.tuning.space import ENTRY, TASK_PREFIX, Dimension, parse_dimension, with_sampled
 
 #: First tuning seed of study 0; study s uses TUNING_SEED_BASE + 1000 s + range(seeds_per_trial).
 TUNING_SEED_BASE = 1_000_000
@@ -201,14 +201,17 @@ def _check_hyperparameters(where: str, name: str, given: dict[str, Any], dims: d
     except (TypeError, ValueError):  # uninspectable third-party class: its constructor checks
         known = None
     for hp, dim in dims.items():
-        if known is not None and hp not in known:
+        entry = ENTRY.match(hp)
+        base = entry["name"] if entry else hp
+        if known is not None and base not in known:
             raise OptiscopeError(
                 f"{where}.{hp}: optimizer '{name}' has no hyperparameter '{hp}'; it has: {', '.join(known)} "
                 f"(task settings are written \"{TASK_PREFIX}NAME\")"
             )
         for value in dim.values:
             try:
-                checked = check_hyperparameters(name, {**given, hp: value})
+                defaults = {k: d for k, (_, d) in (known or {}).items()}
+                checked = check_hyperparameters(name, with_sampled(given, {hp: value}, defaults))
                 cls([torch.zeros(2, 2, requires_grad=True)], **checked)
             except (OptiscopeError, ValueError, TypeError) as exc:
                 raise OptiscopeError(f"{where}.{hp}: the value {value!r} is not allowed: {exc}") from None
