@@ -48,6 +48,27 @@ def test_cell_ids_are_stable_and_ignore_the_experiment_name():
     assert [c.cell_id for c in a] == [c.cell_id for c in b]
 
 
+def test_a_hyperparameter_added_later_keeps_the_ids_of_cells_at_its_default():
+    """Shampoo's `beta2` came after stores existed: at its default (1, accumulation) a cell's id
+    and batch id are the ones computed before it was declared (recorded from that code); another
+    value is another cell, and an import path to the same class behaves alike."""
+    cells = cfg(
+        tasks=[{"name": "quadratic"}],
+        optimizers=[{"name": "shampoo"}, {"name": "shampoo", "lr": 0.1, "accumulate": False},
+                    {"name": "optiscope.optim:Shampoo", "lr": 0.03}, {"name": "shampoo", "beta2": 0.99}],
+        experiment={"name": "x", "seeds": 2, "steps": 10},
+    ).cells()
+    assert [c.hyperparameters["beta2"] for c in cells] == [1.0, 1.0, 1.0, 0.99]  # 1 and 1.0: one cell
+    before = [("484f2eaefeeb40b7", "1e047c8aad5c21d3"), ("8de5c8aa2fa74114", "01c14e5df63fc061"),
+              ("2196c0ab38a08c8e", "c0419fc684f3065d")]
+    assert [(c.cell_id, c.batch_id) for c in cells[:3]] == before
+    assert cells[3].cell_id not in {c for c, _ in before}
+    assert cells[3].display_name == "shampoo(beta2=0.99)"
+    written = cfg(tasks=[{"name": "quadratic"}], optimizers=[{"name": "shampoo", "beta2": 1}],
+                  experiment={"name": "x", "seeds": 2, "steps": 10}).cells()
+    assert written[0].cell_id == before[0][0]  # written out at its default: the same cell
+
+
 def test_explicit_seed_list():
     c = cfg(experiment={"name": "x", "seeds": [3, 7], "steps": 5}).cells()[0]
     assert c.seeds == (3, 7)
@@ -63,6 +84,8 @@ def test_explicit_seed_list():
         ({"optimizers": [{"name": "sgd", "lr": -0.1}]}, "lr must be in"),
         ({"optimizers": [{"name": "nosuch.module:Opt"}]}, "cannot import module 'nosuch.module'"),
         ({"optimizers": [{"name": "sgd", "nesterov": True}]}, "nesterov requires momentum"),
+        ({"optimizers": [{"name": "shampoo", "beta2": 1.5}]}, "beta2"),
+        ({"optimizers": [{"name": "shampoo", "beta2": 0.9, "accumulate": False}]}, "beta2: a preconditioner decay"),
         ({"tasks": [{"name": "quadratic", "condition": 0.5}]}, "condition"),
         ({"tasks": []}, "tasks"),
     ],

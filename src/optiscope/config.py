@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from optiscope.core.roles import ROLES
 from optiscope.errors import OptiscopeError
 from optiscope.formatting import format_number
+from optiscope.optim.hyperparameters import added_later_defaults
 from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
 from optiscope.settings import effective_settings, signature_settings
 from optiscope.tasks.base import Task
@@ -377,7 +378,8 @@ class Cell:
         return _hash(ident[:4] + [list(self.seeds)] + ident[4:])
 
     def _identity(self) -> list[Any]:
-        return ([self.task, _hashed_task_settings(self.task_settings), self.optimizer, self.hyperparameters,
+        return ([self.task, _hashed_task_settings(self.task_settings), self.optimizer,
+                 _hashed_hyperparameters(self.optimizer, self.hyperparameters),
                  self.steps, self.eval_every, self.log_every]
                 + ([] if self.precision == "fp32" else [self.precision]))
 
@@ -401,6 +403,20 @@ SETTINGS_ADDED_LATER: dict[str, str] = {"eval_split": "test", "norm": "none", "a
 def _hashed_task_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Task settings as the cell id hashes them: `SETTINGS_ADDED_LATER` at default left out."""
     return {k: v for k, v in settings.items() if k not in SETTINGS_ADDED_LATER or v != SETTINGS_ADDED_LATER[k]}
+
+
+def _hashed_hyperparameters(optimizer: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as the cell id hashes them: those the optimizer declares `added_later`
+    (optiscope.optim.hyperparameters.Hyperparameter) left out at their default, so cells stored
+    before such a setting existed keep their ids. An optimizer that cannot be imported keeps all."""
+    try:
+        later = added_later_defaults(resolve_optimizer(optimizer))
+    except Exception:  # noqa: BLE001 (a store read where the optimizer's package is missing)
+        return hyperparameters
+    return {
+        k: v for k, v in hyperparameters.items()
+        if k not in later or canonical_numbers(v) != canonical_numbers(later[k])
+    }
 
 
 def _hash(key: list[Any]) -> str:

@@ -64,6 +64,7 @@ CASES: dict[str, tuple[dict, dict]] = {
     "steepest": ({}, {"lr": (0.02, 0.05), "momentum": (0.9, 0.5), "weight_decay": (0.0, 0.5)}),
     "shampoo": ({}, {
         "lr": (1e-2, 3e-2), "momentum": (0.9, 0.5), "eps": (1e-6, 1e-1), "weight_decay": (0.0, 0.5),
+        "beta2": (1.0, 0.5),
     }),
     "muon": ({}, {
         "lr": (0.02, 0.05), "momentum": (0.95, 0.5), "weight_decay": (0.0, 0.5), "eps": (1e-7, 10.0),

@@ -106,3 +106,30 @@ def test_eval_batch_stage_is_the_stage_of_the_last_trained_step_whatever_was_cal
     task.train_batch(seeds, 5)  # no hidden state: a later batch does not change an earlier stage
     stages = [int(task.eval_batch(seeds, step).shared["stage"]) for step in range(8)]
     assert stages == [0, 0, 0, 1, 1, 2, 2, 2]  # step 2 = end of stage 0 still reports stage 0
+
+
+def test_split_digits_validation_split_is_held_out_of_training_and_named_val():
+    """eval_split = "validation": each task is evaluated on its class pair's part of a fixed 20%
+    of the training images (never on the test split), metrics named val_*; the default unchanged."""
+    from optiscope.tasks.dataset import VALIDATION_FRACTION
+
+    test, val = make_task("continual-split-digits"), make_task("continual-split-digits", eval_split="validation")
+    assert [m.name for m in val.metrics] == ["val_" + m.name for m in test.metrics]
+    n_train = sum(len(y) for _, y in test.train_sets)
+    n_fit = sum(len(y) for _, y in val.train_sets)
+    n_val = int(val.test_mask[0].numel())
+    assert n_val == round(VALIDATION_FRACTION * n_train) and n_fit + n_val == n_train
+    rows = lambda x: {r.numpy().tobytes() for r in x.reshape(len(x), -1)}  # noqa: E731
+    fit = set().union(*(rows(x) for x, _ in val.train_sets))
+    train = set().union(*(rows(x) for x, _ in test.train_sets))
+    held = rows(val.test_x[0])
+    assert held <= train and not held & fit and not held & rows(test.test_x[0])
+    for k in range(5):  # task k's validation examples are exactly its class pair's
+        assert set(val.test_y[k][val.test_mask[k]].tolist()) == {2 * k, 2 * k + 1}
+    params = val.init_params(1)
+    out = val.evaluate(params, val.eval_batch(torch.tensor([0]), 250).member(0))
+    assert sorted(out) == sorted(m.name for m in val.metrics)
+    logits = val.logits(params, val.test_x[2])
+    expect = (logits.argmax(-1) == val.test_y[2])[val.test_mask[2]].float().mean()
+    torch.testing.assert_close(out["val_acc_task2"], expect)
+    torch.testing.assert_close(out["val_plasticity"], expect)  # step 250 reports stage 2

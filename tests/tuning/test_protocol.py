@@ -145,3 +145,29 @@ def test_a_store_refuses_a_changed_search(uninterrupted):
         run_tuning(parse_config(changed), store, lambda cells: pytest.fail("nothing may train"))
     with pytest.raises(OptiscopeError, match="sampler"):
         run_tuning(parse_config({**RAW, "tuning": {**RAW["tuning"], "sampler": "tpe"}}), store, lambda c: None)
+
+
+def test_statistic_mean_scores_a_seed_by_its_mean_after_step_zero(tmp_path):
+    """`statistic = "mean"`: a trial's value is the median over its seeds of the metric's mean over
+    the evaluations after step 0 (read back here with DuckDB, independently of the protocol)."""
+    raw = {**RAW, "optimizers": [{"name": "adam"}],
+           "tuning": {**RAW["tuning"], "trials": 2, "statistic": "mean",
+                      "space": {"adam": {"lr": {"log_uniform": [1e-3, 1e-1]}}}}}
+    store = RunStore.create(tmp_path / "mean")
+    run_experiment(parse_config(raw), store)
+    assert json.loads((store.root / "tuning" / "protocol.json").read_text())["statistic"] == "mean"
+    con = store.connect()
+    rows = table(store, "trials.parquet").to_pylist()
+    assert len(rows) == 2 and all(r["state"] == "complete" for r in rows)
+    for row in rows:
+        means = con.execute(
+            "SELECT avg(value), min(step) FROM metrics WHERE name = 'f_gap' AND step > 0 AND run_id IN "
+            "(SELECT run_id FROM runs WHERE cell_id = ?) GROUP BY run_id", [row["cell_id"]]
+        ).fetchall()
+        assert len(means) == 2 and all(m[1] == 4 for m in means)
+        finals = con.execute(
+            "SELECT arg_max(value, step) FROM metrics WHERE name = 'f_gap' AND run_id IN "
+            "(SELECT run_id FROM runs WHERE cell_id = ?) GROUP BY run_id", [row["cell_id"]]
+        ).fetchall()
+        assert row["value"] == pytest.approx(float(np.median([m[0] for m in means])), rel=1e-12)
+        assert row["value"] != pytest.approx(float(np.median([f[0] for f in finals])), rel=1e-6)

@@ -117,3 +117,38 @@ def test_dimensions_map_onto_optuna_distributions():
     assert parse_dimension("x", {"uniform": [0, 1]}).distribution() == FloatDistribution(0.0, 1.0)
     assert parse_dimension("x", {"int_uniform": [1, 4]}).distribution() == IntDistribution(1, 4)
     assert parse_dimension("x", {"choice": [64, 128]}).distribution() == CategoricalDistribution((64, 128))
+
+
+def test_an_entry_of_a_tuple_hyperparameter_is_tuned_alone():
+    """"betas[1]" tunes Adam's beta2: the trial's betas keep beta1 as given (else its default);
+    a value the optimizer refuses, or an index past the tuple, is refused naming the field."""
+    from optiscope.tuning.cells import templates, tuned_cell
+    from optiscope.tuning.space import with_sampled
+
+    assert with_sampled({"lr": 0.1}, {"betas[1]": 0.99}, {"betas": (0.9, 0.999)}) == {"lr": 0.1, "betas": (0.9, 0.99)}
+    assert with_sampled({"betas": (0.5, 0.9)}, {"betas[1]": 0.99}, {"betas": (0.9, 0.999)})["betas"] == (0.5, 0.99)
+    raw = {
+        "experiment": {"name": "x", "seeds": 2, "steps": 5},
+        "tasks": [{"name": "quadratic"}],
+        "optimizers": [{"name": "adam", "betas": [0.8, 0.999]}],
+        "tuning": {"metric": "f_gap", "space": {"adam": {"betas[1]": {"choice": [0.9, 0.99]}}}},
+    }
+    cfg = parse_config(raw)
+    spec = parse_tuning(cfg)
+    (template,) = templates(cfg, spec)
+    cell = tuned_cell(template, {"betas[1]": 0.99}, seeds=[1], trial=True, label="t")
+    assert cell.hyperparameters["betas"] == (0.8, 0.99)
+    for bad, message in (({"choice": [0.9, 1.5]}, "betas\\[1\\]: the value 1.5 is not allowed"),
+                         ({"choice": [0.9]}, None)):
+        raw["tuning"]["space"]["adam"] = {"betas[1]": bad}
+        if message is None:
+            parse_tuning(parse_config(raw))
+            continue
+        with pytest.raises(OptiscopeError, match=message):
+            parse_tuning(parse_config(raw))
+    raw["tuning"]["space"]["adam"] = {"betas[2]": {"choice": [0.9]}}
+    with pytest.raises(OptiscopeError, match="betas\\[2\\]"):
+        parse_tuning(parse_config(raw))
+    raw["tuning"]["space"]["adam"] = {"gammas[0]": {"choice": [0.9]}}
+    with pytest.raises(OptiscopeError, match="has no hyperparameter 'gammas\\[0\\]'"):
+        parse_tuning(parse_config(raw))

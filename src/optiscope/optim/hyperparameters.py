@@ -61,12 +61,17 @@ class Hyperparameter:
     `per_member`: whether one ensemble may give each member its own value (a tensor of shape
     (S,)); None (the default) infers it from the annotation: True for real numbers and tuples of
     them, False for ints, bools, strings, choices and tables.
+
+    `added_later`: declared after stores existed, with a default that reproduces the optimizer's
+    earlier behaviour; at that default it is left out of a cell's id (`added_later_defaults`), so
+    the cells stored before keep their ids (as optiscope.config.SETTINGS_ADDED_LATER for tasks).
     """
 
     name: str
     annotation: Any
     default: Any
     per_member: bool = None  # type: ignore[assignment]  # resolved in __post_init__
+    added_later: bool = False
 
     def __post_init__(self) -> None:
         if self.per_member is None:
@@ -159,6 +164,15 @@ def per_member_names(optimizer_cls: type) -> frozenset[str]:
         h.name for h in optimizer_cls.hyperparameters
         if isinstance(h, Hyperparameter) and h.per_member and h.name in accepted
     )
+
+
+def added_later_defaults(optimizer_cls: type) -> dict[str, Any]:
+    """name -> default of the hyperparameters of `optimizer_cls` declared `added_later` (left
+    out of a cell's id at that default); empty for classes without a declaration."""
+    return {
+        h.name: h.default for h in getattr(optimizer_cls, "hyperparameters", ())
+        if isinstance(h, Hyperparameter) and h.added_later
+    }
 
 
 def without(declaration: Declaration, *names: str) -> Declaration:

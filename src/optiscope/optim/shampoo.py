@@ -5,17 +5,27 @@ L <- L + G G^T, R <- R + G^T G, step L^(-1/4) G R^(-1/4). With `accumulate=False
 factors are the current G G^T and G^T G only, and the step is exactly U V^T: spectral descent
 (Bernstein & Newhouse 2024). Inverse roots come from an eigendecomposition, batched over
 ensemble members.
+
+Preconditioner decay `beta2` < 1 makes the factors exponential moving averages,
+L <- beta2 L + (1 - beta2) G G^T (and R alike), as Distributed Shampoo's `betas[1]` (Shi et al.
+2023, facebookresearch/optimizers) and pytorch-optimizer's ScalableShampoo; the roots are taken of
+the bias-corrected factors L / (1 - beta2^t), as Distributed Shampoo's default
+`use_bias_correction=True` (pytorch-optimizer's has no correction: its factors differ by that
+scalar). beta2 = 1 (the default) is the accumulation above, bit for bit: the statistics of a
+non-stationary problem (a continual task) then never forget, and the steps shrink as they grow.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Iterable
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from optiscope.optim.base import (
     EnsembleOptimizer,
+    HyperparameterError,
     ScaleByLearningRate,
     StepContext,
     Transform,
@@ -32,6 +42,10 @@ from optiscope.optim.hyperparameters import (
 )
 from optiscope.optim.norms import as_matrix
 from optiscope.optim.transforms import AddDecayedWeights, Momentum
+
+#: Decay of the Kronecker statistics, in [0, 1]: 1 accumulates (Shampoo as published, and as
+#: optiscope's Shampoo was before it had this setting: `added_later`, so a cell at 1 keeps its id).
+BETA2 = Hyperparameter("beta2", Annotated[float, Field(ge=0.0, le=1.0)], 1.0, added_later=True)
 
 
 def inverse_root(m: Tensor, p: int, eps: float | Tensor) -> Tensor:
@@ -67,7 +81,8 @@ def _eigh(m: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class ScaleByShampoo(Transform):
-    """u <- L^(-1/4) u R^(-1/4) with L, R the (accumulated) Gram matrices of u."""
+    """u <- L^(-1/4) u R^(-1/4) with L, R the accumulated (or, beta2 < 1, exponentially averaged
+    and bias-corrected) Gram matrices of u."""
 
     def init(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         m = as_matrix(p, group["ensemble_dims"])
@@ -78,24 +93,46 @@ class ScaleByShampoo(Transform):
     def update(self, u: Tensor, p: Tensor, state: dict, group: dict, ctx: StepContext) -> Tensor:
         g = as_matrix(u, ctx.ensemble_dims)
         gg_t, gt_g = g @ g.mT, g.mT @ g
-        if group["accumulate"]:
+        step = int(state["step"])
+        beta2 = group["beta2"]
+        accumulating = not isinstance(beta2, Tensor) and beta2 == 1.0
+        if not group["accumulate"]:
+            state["left"].copy_(gg_t)
+            state["right"].copy_(gt_g)
+        elif accumulating:
             state["left"].add_(gg_t)
             state["right"].add_(gt_g)
         else:
-            state["left"].copy_(gg_t)
-            state["right"].copy_(gt_g)
-        step = int(state["step"])
+            decay = ctx.hyper(group, "beta2", gg_t)
+            wide = ctx.raw(group, "beta2", gg_t)  # float64: 1 - beta2^t keeps its digits
+            # A member at beta2 = 1 accumulates (weight 1, no correction), as Distributed Shampoo.
+            weight = ctx.member(_where_one(wide, 1.0, 1.0 - wide), gg_t)
+            state["left"].mul_(decay).add_(gg_t * weight)
+            state["right"].mul_(decay).add_(gt_g * weight)
         if "left_root" not in state or (step - 1) % group["update_freq"] == 0:
-            state["left_root"] = inverse_root(state["left"], 4, group["eps"])
-            state["right_root"] = inverse_root(state["right"], 4, group["eps"])
+            left, right = state["left"], state["right"]
+            if group["accumulate"] and not accumulating:
+                correction = ctx.member(_where_one(wide, 1.0, 1.0 - wide**step), gg_t)
+                left, right = left / correction, right / correction
+            state["left_root"] = inverse_root(left, 4, group["eps"])
+            state["right_root"] = inverse_root(right, 4, group["eps"])
         return (state["left_root"] @ g @ state["right_root"]).reshape(u.shape)
 
 
+def _where_one(beta2: Any, at_one: float, other: Any) -> Any:
+    """`at_one` where beta2 == 1 (accumulation), else `other` (a number or per-member tensor)."""
+    if isinstance(beta2, Tensor):
+        return torch.where(beta2 == 1.0, torch.full_like(beta2, at_one), other)
+    return at_one if beta2 == 1.0 else other
+
+
 class Shampoo(EnsembleOptimizer):
-    """Shampoo with optional accumulation, epsilon and preconditioner update frequency.
+    """Shampoo with optional accumulation, preconditioner decay, epsilon and update frequency.
 
     `accumulate`: sum the Gram matrices over steps (True, Shampoo) or use the current ones only
-    (False: spectral descent). `eps`: added to the factors' eigenvalues (0: pseudo-inverse).
+    (False: spectral descent). `beta2`: decay of the statistics (with accumulate=True): 1 sums
+    them (the default), below 1 averages them exponentially, bias-corrected (Distributed
+    Shampoo's betas[1]). `eps`: added to the factors' eigenvalues (0: pseudo-inverse).
     `update_freq`: recompute the inverse roots every k steps. Heavy-ball `momentum` is applied
     to the gradient before preconditioning.
     """
@@ -105,9 +142,19 @@ class Shampoo(EnsembleOptimizer):
 
     hyperparameters = declare(
         LR, MOMENTUM, Hyperparameter("accumulate", bool, True), EPS,
-        Hyperparameter("update_freq", Count, 1), WEIGHT_DECAY, lr=1e-2, eps=1e-6,
+        Hyperparameter("update_freq", Count, 1), WEIGHT_DECAY, BETA2, lr=1e-2, eps=1e-6,
     )
     fixed = {"dampening": 0.0, "nesterov": False}  # the heavy ball of torch.optim.SGD
+
+    def configure(self, params: Iterable[Any], given: dict[str, Any], ensemble_dims: int) -> None:
+        beta2 = given.get("beta2", 1.0)
+        decays = bool((beta2 != 1.0).any()) if isinstance(beta2, Tensor) else beta2 != 1.0
+        if decays and not given.get("accumulate", True):
+            raise HyperparameterError(
+                "beta2: a preconditioner decay below 1 needs accumulate=True "
+                "(accumulate=False uses the current statistics only)"
+            )
+        super().configure(params, given, ensemble_dims)
 
     def chain(self, group: dict[str, Any]):
         return chain(AddDecayedWeights(), Momentum(), ScaleByShampoo(), ScaleByLearningRate())

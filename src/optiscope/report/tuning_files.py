@@ -38,6 +38,8 @@ class Protocol:
     tasks: list[str]  # task keys, in protocol order (empty: a protocol file that names none)
     task_splits: dict[str, str]  # task key -> "validation" | "none"
     raw: dict[str, Any] = field(default_factory=dict)
+    #: A seed's value of the metric: "final" or "mean" (over the evaluations after step 0).
+    statistic: str = "final"
 
     @classmethod
     def read(cls, path: Path) -> Protocol:
@@ -49,7 +51,19 @@ class Protocol:
             [int(s) for s in d.get("evaluation_seeds", [])], d.get("space", {}), d.get("split", "none"),
             [str(t["key"]) for t in d.get("tasks", [])],
             {str(t["key"]): str(t.get("split", d.get("split", "none"))) for t in d.get("tasks", [])}, d,
+            str(d.get("statistic", "final")),
         )
+
+    @property
+    def selected_on(self) -> str:
+        """The selection metric as a seed's value: "final val_loss", "mean of val_plasticity"."""
+        return f"final {self.metric}" if self.statistic == "final" else f"mean of {self.metric}"
+
+    @property
+    def selection(self) -> str:
+        """The selection metric in a sentence: its name, or "the mean over evaluations after step 0
+        of NAME"."""
+        return self.metric if self.statistic == "final" else f"the mean over evaluations after step 0 of {self.metric}"
 
     @property
     def all_tuning_seeds(self) -> set[int]:
@@ -107,11 +121,26 @@ def read_trials(view: StoreView, protocol: Protocol, path: Path) -> list[Trial]:
     out = []
     for r in t:
         cell = by_id.get(str(r["cell_id"]))
-        finals = view.final_values(cell, protocol.metric) if cell is not None else np.array([])
+        finals = seed_values(view, cell, protocol) if cell is not None else np.array([])
         value = float("nan") if r["value"] is None else float(r["value"])
         out.append(Trial(int(r["study"]), str(r["optimizer_key"]), str(r["optimizer"]), int(r["trial"]),
                          json.loads(r["params"] or "{}"), str(r["cell_id"]), value, str(r["state"]), finals,
                          str(r.get("task") or "")))
+    return out
+
+
+def seed_values(view: StoreView, cell: CellRuns, protocol: Protocol) -> np.ndarray:
+    """Each member's value of the selection metric as the protocol scored it (NaN: diverged or
+    failed): the final value, or the mean over the evaluations after step 0."""
+    if protocol.statistic == "final":
+        return view.final_values(cell, protocol.metric)
+    steps, values = view.curves(cell, protocol.metric)
+    out = np.full(len(cell.run_ids), np.nan)
+    if len(steps):
+        later = np.asarray(steps) > 0
+        means = np.asarray(values)[:, later if later.any() else slice(None)].mean(axis=1)
+        ok = np.array([s == "ok" for s in cell.status])
+        out[ok] = means[ok]
     return out
 
 

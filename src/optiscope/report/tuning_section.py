@@ -104,8 +104,8 @@ def sensitivity_spec(s: Sensitivity, t: TaskTuning, p: Protocol) -> dict:
                 cols[d].append(v if isinstance(v, (int, float)) and not isinstance(v, bool) else
                                (None if v is None else str(v)))
     spec = interactive.tuning_sensitivity(
-        f"{s.key}: final {p.metric} vs {s.dim}", s.dim if s.scale != "categorical" else f"{s.dim} (choice index)",
-        f"final {p.metric}: median, IQR over {p.seeds_per_trial} seeds", cols, dims,
+        f"{s.key}: {p.selected_on} vs {s.dim}", s.dim if s.scale != "categorical" else f"{s.dim} (choice index)",
+        f"{p.selected_on}: median, IQR over {p.seeds_per_trial} seeds", cols, dims,
         log_x=s.scale == "log", goal=p.goal)
     return spec
 
@@ -155,15 +155,15 @@ def seeds_sentence(p: Protocol, overlap: set[int]) -> str:
 def split_sentence(p: Protocol) -> str:
     """Which data the trials were selected on: the validation split, or none (per task if mixed)."""
     if p.split == "validation":
-        return (f"Trials were selected on {p.metric} ({p.goal}imised) from the validation split (a fixed "
+        return (f"Trials were selected on {p.selection} ({p.goal}imised) from the validation split (a fixed "
                 f"held-out part of the training data); the finals report {p.final_metric} on the task's "
                 f"own data (its test split where it has one).")
     if p.split == "none":
-        return (f"Trials were selected on {p.metric} ({p.goal}imised) with no validation split (the task has "
+        return (f"Trials were selected on {p.selection} ({p.goal}imised) with no validation split (the task has "
                 f"none): selection and report share the data but never the seeds.")
     per_task = ", ".join(f"{t}: {'the validation split' if s == 'validation' else 'none (no split)'}"
                          for t, s in p.task_splits.items())
-    return (f"Trials were selected on {p.metric} ({p.goal}imised); the split selected on, per task: "
+    return (f"Trials were selected on {p.selection} ({p.goal}imised); the split selected on, per task: "
             f"{per_task}. Where there is none, selection and report share the data but never the seeds.")
 
 

@@ -9,6 +9,11 @@ Two sequences, each a single network with a shared 10-way head:
 - `continual-split-digits`: scikit-learn's digits in class pairs (0,1) -> (2,3) -> ... -> (8,9),
   evaluated with the full 10-way argmax: class-incremental, as in Pascanu et al.
 
+`eval_split = "validation"` (for tuning, optiscope.tuning) evaluates every task on its part of a
+fixed validation split held out of the training examples (optiscope.tasks.dataset.hold_out_validation)
+instead of the test split, which is then never looked at; the metrics are then named `val_*`
+(`val_avg_acc`, `val_plasticity`, `val_acc_task0`, ...).
+
 The task knows its schedule: step t trains on stage min(t // steps_per_stage, K - 1).
 `evaluate` reports accuracy on every task's test split (`acc_task0`, ...), the average over the
 tasks seen so far (`avg_acc`) and the accuracy on the newest task (`plasticity`). Forgetting
@@ -31,17 +36,21 @@ from torch import Tensor
 from optiscope.core.device import to_device
 from optiscope.tasks.base import Batch, MemberBatch, MetricInfo, Params, Task, require
 from optiscope.tasks.data import EpochSampler
+from optiscope.tasks.dataset import EVAL_SPLITS, hold_out_validation
 from optiscope.tasks.layers import MlpClassifier
 from optiscope.tasks.registry import register_task
 from optiscope.tasks.sklearn_data import digits_images
 from optiscope.tasks.vision import mnist1d_arrays
 
 
-def continual_metrics(n_tasks: int) -> tuple[MetricInfo, ...]:
+def continual_metrics(n_tasks: int, eval_split: str = "test") -> tuple[MetricInfo, ...]:
+    """The metrics of a K-task sequence; at eval_split = "validation" named `val_*`, measured on
+    the validation split."""
+    p, split = ("val_", "validation") if eval_split == "validation" else ("", "test")
     return (
-        MetricInfo("avg_acc", "max", "mean test accuracy over the tasks seen so far", "fraction"),
-        MetricInfo("plasticity", "max", "test accuracy on the task being trained now", "fraction"),
-        *(MetricInfo(f"acc_task{k}", "max", f"test accuracy on task {k}", "fraction") for k in range(n_tasks)),
+        MetricInfo(f"{p}avg_acc", "max", f"mean {split} accuracy over the tasks seen so far", "fraction"),
+        MetricInfo(f"{p}plasticity", "max", f"{split} accuracy on the task being trained now", "fraction"),
+        *(MetricInfo(f"{p}acc_task{k}", "max", f"{split} accuracy on task {k}", "fraction") for k in range(n_tasks)),
     )
 
 
@@ -111,10 +120,14 @@ class ContinualTask(MlpClassifier, Task):
     n_inputs: int
 
     def _set_settings(
-        self, n_tasks: int, steps_per_stage: int, hidden: int, depth: int, batch_size: int, data_seed: int
+        self, n_tasks: int, steps_per_stage: int, hidden: int, depth: int, batch_size: int, data_seed: int,
+        eval_split: str = "test",
     ) -> None:
         """Check (after the subclass checked `n_tasks`) and keep the settings every sequence has."""
         require(steps_per_stage >= 1, self.name, "steps_per_stage", ">= 1", steps_per_stage)
+        require(eval_split in EVAL_SPLITS, self.name, "eval_split", f"one of {EVAL_SPLITS}", eval_split)
+        self.eval_split = eval_split
+        self.prefix = "val_" if eval_split == "validation" else ""
         self.check_mlp_size(self.name, hidden, depth)
         self.n_tasks, self.steps_per_stage, self.hidden, self.depth = n_tasks, steps_per_stage, hidden, depth
         self.batch_size, self.data_seed = batch_size, data_seed
@@ -126,7 +139,7 @@ class ContinualTask(MlpClassifier, Task):
         for x, _ in train:
             require(self.batch_size <= len(x), self.name, "batch_size", f"<= {len(x)} (smallest stage)", self.batch_size)
         self.samplers = [EpochSampler(len(x), self.batch_size) for x, _ in train]
-        self.metrics = continual_metrics(self.n_tasks)
+        self.metrics = continual_metrics(self.n_tasks, self.eval_split)
 
     def stage(self, step: int) -> int:
         return min(step // self.steps_per_stage, self.n_tasks - 1)
@@ -159,11 +172,12 @@ class ContinualTask(MlpClassifier, Task):
         stage = batch["stage"]
         index = torch.arange(self.n_tasks, device=acc.device)
         seen = (index <= stage).float()
+        p = self.prefix
         out = {
-            "avg_acc": (acc * seen).sum() / seen.sum(),
-            "plasticity": (acc * (index == stage).float()).sum(),
+            f"{p}avg_acc": (acc * seen).sum() / seen.sum(),
+            f"{p}plasticity": (acc * (index == stage).float()).sum(),
         }
-        return out | {f"acc_task{k}": acc[k] for k in range(self.n_tasks)}
+        return out | {f"{p}acc_task{k}": acc[k] for k in range(self.n_tasks)}
 
     def to(self, device: torch.device | str) -> ContinualTask:
         self.train_sets = [(x.to(device), y.to(device)) for x, y in self.train_sets]
@@ -196,13 +210,16 @@ class ContinualPermutedMnist1d(ContinualTask):
         depth: int = 2,
         batch_size: int = 100,
         data_seed: int = 0,
+        eval_split: str = "test",
     ):
         require(n_tasks >= 1, self.name, "n_tasks", ">= 1", n_tasks)
-        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed)
+        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed, eval_split)
         d = mnist1d_arrays()
         self.permutations = torch.from_numpy(input_permutations(n_tasks, self.n_inputs, data_seed))
         x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
         xt, yt = torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"])
+        if eval_split == "validation":
+            x, y, xt, yt = hold_out_validation(x, y)
         train = [(x[:, p], y) for p in self.permutations]
         test_x = torch.stack([xt[:, p] for p in self.permutations])
         self._set_stages(train, test_x, yt.expand(n_tasks, -1).clone(), torch.ones(n_tasks, len(yt), dtype=torch.bool))
@@ -226,12 +243,15 @@ class ContinualSplitDigits(ContinualTask):
         depth: int = 2,
         batch_size: int = 32,
         data_seed: int = 0,
+        eval_split: str = "test",
     ):
         require(1 <= n_tasks <= 5, self.name, "n_tasks", "in [1, 5] (five class pairs)", n_tasks)
-        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed)
+        self._set_settings(n_tasks, steps_per_stage, hidden, depth, batch_size, data_seed, eval_split)
         d = digits_images(data_seed)
         x, y = torch.from_numpy(d["x"]).float(), torch.from_numpy(d["y"])
         xt, yt = torch.from_numpy(d["x_test"]).float(), torch.from_numpy(d["y_test"])
+        if eval_split == "validation":
+            x, y, xt, yt = hold_out_validation(x, y)
         train = [(x[(y // 2) == k], y[(y // 2) == k]) for k in range(n_tasks)]
         mask = torch.stack([(yt // 2) == k for k in range(n_tasks)])
         self._set_stages(train, xt.expand(n_tasks, -1, -1).clone(), yt.expand(n_tasks, -1).clone(), mask)

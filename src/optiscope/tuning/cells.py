@@ -16,7 +16,7 @@ from typing import Any
 from optiscope.config import Cell, ExperimentConfig, effective_hyperparameters, effective_task_settings
 from optiscope.tasks.registry import make_task
 from optiscope.tuning.spec import TuningSpec, TuningTask
-from optiscope.tuning.space import split_settings
+from optiscope.tuning.space import split_settings, with_sampled
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def tuned_cell(template: Template, values: dict[str, Any], *, seeds: list[int], 
     given_task = task.trial_settings(task_values) if trial else task.final_settings(task_values)
     task_settings = effective_task_settings(task.name, given_task)
     build = functools.cache(functools.partial(make_task, task.name, **task_settings))
-    given_hp = {**(template.cell.given_hyperparameters or {}), **hp_values}
+    given = template.cell.given_hyperparameters or {}
+    given_hp = with_sampled(given, hp_values, template.cell.hyperparameters)
     return replace(
         template.cell,
         task_settings=task_settings,

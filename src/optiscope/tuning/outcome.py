@@ -1,6 +1,9 @@
 """A trial's value, read back from the store: what the sampler is told and the report shows.
 
-The value is the median over the trial's seeds of the selection metric's final value. A trial
+The value is the median over the trial's seeds of the selection metric's final value (with
+`[tuning] statistic = "mean"`: of its mean over the evaluations after step 0, the initial point
+left out; a continual task evaluated at its stage ends so averages each task's accuracy at the end
+of its own stage, the plasticity its tuning is for). A trial
 that diverged on any seed is the worst possible (+inf for a metric to minimise, -inf to
 maximise), never dropped: an optimizer that diverges over much of its search space pays for it
 in its tuning, as it would in practice. A cell whose training raised is worst as well.
@@ -31,7 +34,9 @@ def worst(goal: str) -> float:
     return math.inf if goal == "min" else -math.inf
 
 
-def trial_outcome(store: RunStore, cell_id: str, metric: str, goal: str, batch_id: str | None = None) -> TrialOutcome:
+def trial_outcome(
+    store: RunStore, cell_id: str, metric: str, goal: str, batch_id: str | None = None, statistic: str = "final"
+) -> TrialOutcome:
     """The trial value of landed cell `cell_id` (see the module docstring).
 
     A trial trains its seeds once, as one batch: given its `batch_id` the files are read
@@ -58,7 +63,18 @@ def trial_outcome(store: RunStore, cell_id: str, metric: str, goal: str, batch_i
         mine = run_ids == run_id
         if not mine.any():
             return TrialOutcome(worst(goal), "diverged")
-        finals.append(values[mine][np.argmax(steps[mine])])
+        finals.append(seed_value(steps[mine], values[mine], statistic))
     if not np.all(np.isfinite(finals)):
         return TrialOutcome(worst(goal), "diverged")
     return TrialOutcome(float(np.median(finals)), "complete")
+
+
+def seed_value(steps: np.ndarray, values: np.ndarray, statistic: str) -> float:
+    """One seed's value of the selection metric from its curve: the value at the last step
+    ("final"), or the mean over the steps after 0 ("mean"; the value at 0 where that is all)."""
+    if statistic == "final":
+        return float(values[np.argmax(steps)])
+    if statistic == "mean":
+        later = steps > 0
+        return float(np.mean(values[later] if later.any() else values))
+    raise ValueError(f"statistic must be 'final' or 'mean', got {statistic!r}")

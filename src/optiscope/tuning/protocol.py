@@ -100,7 +100,8 @@ def run_tuning(cfg: ExperimentConfig, store: RunStore, train: Train) -> RunSumma
         pending = [p for s in searches for p in _open_round(s, slots, spec)]
         _merge(summary, train(_unique(p.cell for p in pending)))
         for p in pending:
-            outcome = outcomes[p.cell.cell_id] = trial_outcome(store, p.cell.cell_id, spec.metric, spec.goal, p.cell.batch_id)
+            outcome = outcomes[p.cell.cell_id] = trial_outcome(
+                store, p.cell.cell_id, spec.metric, spec.goal, p.cell.batch_id, spec.statistic)
             p.search.study.tell(p.number, outcome.value)
         trials = trial_rows(store, spec, searches, outcomes)
         write_trials(store, trials)
@@ -154,7 +155,7 @@ def trial_rows(
             if t.state != TrialState.COMPLETE:
                 continue
             cell_id = t.user_attrs["slot"]["cell_id"]
-            outcome = outcomes.get(cell_id) or trial_outcome(store, cell_id, spec.metric, spec.goal)
+            outcome = outcomes.get(cell_id) or trial_outcome(store, cell_id, spec.metric, spec.goal, statistic=spec.statistic)
             outcomes[cell_id] = outcome
             rows.append({
                 "study": search.index, "optimizer_key": search.template.key,

@@ -57,6 +57,7 @@ def protocol(spec: TuningSpec) -> dict[str, Any]:
     return {
         "metric": spec.metric,
         "final_metric": spec.final_metric,
+        "statistic": spec.statistic,
         "goal": spec.goal,
         "sampler": spec.sampler,
         "trials": spec.trials,

@@ -7,11 +7,15 @@ One entry per tuned setting, written as a one-key table::
     warmup = { int_uniform = [0, 100] }     # IntDistribution(0, 100)
     momentum = { choice = [0.0, 0.9] }      # CategoricalDistribution((0.0, 0.9))
     "task.width" = { choice = [64, 128] }   # a task setting (joint search), prefixed "task."
+    "betas[1]" = { choice = [0.99, 0.999] } # one entry of a tuple hyperparameter (Adam's beta2);
+                                            # the other entries keep the [[optimizers]] value or default
 
 Bounds are inclusive. Names without the prefix are the optimizer's hyperparameters.
 """
 
 from __future__ import annotations
+
+import re
 
 from typing import Any
 
@@ -105,6 +109,28 @@ def parse_dimension(where: str, raw: Any) -> Dimension:
                 msg = f"unknown kind; allowed: {', '.join(KINDS)}"
             problems.append(f"{loc}: {msg}" if loc else msg)
         raise OptiscopeError(f"{where}: {'; '.join(problems)}") from None
+
+
+#: "NAME[i]": entry i of tuple hyperparameter NAME.
+ENTRY = re.compile(r"^(?P<name>\w+)\[(?P<index>\d+)\]$")
+
+
+def with_sampled(given: dict[str, Any], sampled: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`given` hyperparameters with the `sampled` ones set; a "NAME[i]" replaces entry i of the
+    tuple NAME (its given value, else `defaults[NAME]`). An index past the tuple is a ValueError."""
+    out = dict(given)
+    for key, value in sampled.items():
+        entry = ENTRY.match(key)
+        if entry is None:
+            out[key] = value
+            continue
+        name, index = entry["name"], int(entry["index"])
+        base = list(out.get(name, defaults.get(name)) or ())
+        if index >= len(base):
+            raise ValueError(f"{key}: {name} has {len(base)} entries")
+        base[index] = value
+        out[name] = tuple(base)
+    return out
 
 
 def split_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,6 +4,9 @@
 [tuning]
 metric = "val_loss"          # selection metric: one the (validation-split) task logs
 final_metric = "test_loss"   # optional; default: metric with val_ -> test_ where the task logs it
+statistic = "final"          # final | mean: a seed's value is the metric's final value, or its mean
+                             # over the evaluations after step 0 (a continual task evaluated at its
+                             # stage ends: mean of `val_plasticity` = accuracy on each task at its end)
 sampler = "tpe"              # random | qmc | tpe (Optuna)
 trials = 16                  # per optimizer, per study, per task setting (an equal budget)
 seeds_per_trial = 4          # each trial is one ensemble of this many tuning seeds
@@ -37,7 +40,7 @@ from optiscope.optim.registry import check_hyperparameters, resolve_optimizer
 from optiscope.settings import signature_settings, validate_settings
 from optiscope.tasks.base import MetricInfo
 from optiscope.tasks.registry import make_task, settings_function
-from optiscope.tuning.space import TASK_PREFIX, Dimension, parse_dimension
+from optiscope.tuning.space import ENTRY, TASK_PREFIX, Dimension, parse_dimension, with_sampled
 
 #: First tuning seed of study 0; study s uses TUNING_SEED_BASE + 1000 s + range(seeds_per_trial).
 TUNING_SEED_BASE = 1_000_000
@@ -52,6 +55,7 @@ class TuningSection(BaseModel):
 
     metric: str
     final_metric: str | None = None
+    statistic: Literal["final", "mean"] = "final"
     sampler: Literal["random", "qmc", "tpe"] = "tpe"
     trials: int = Field(16, ge=1)
     seeds_per_trial: int = Field(4, ge=1, le=SEEDS_PER_STUDY)
@@ -99,6 +103,7 @@ class TuningSpec(BaseModel):
     default: bool
     space: dict[str, dict[str, Dimension]]  # optimizer key -> setting -> dimension
     tasks: list[TuningTask]
+    statistic: Literal["final", "mean"] = "final"  # a seed's value of the metric (see outcome)
     optimizers: dict[str, str]  # every optimizer key -> its optimizer name
     evaluation_seeds: list[int]
 
@@ -138,6 +143,7 @@ def parse_tuning(cfg: ExperimentConfig) -> TuningSpec:
         seeds_per_trial=section.seeds_per_trial, batch=section.batch, studies=section.studies,
         seed=section.seed, default=section.default, space=space, tasks=tasks,
         optimizers={k: e.name for k, e in optimizers.items()}, evaluation_seeds=evaluation,
+        statistic=section.statistic,
     )
     overlap = sorted(set(evaluation) & {s for st in range(spec.studies) for s in spec.tuning_seeds(st)})
     if overlap:
@@ -195,14 +201,17 @@ def _check_hyperparameters(where: str, name: str, given: dict[str, Any], dims: d
     except (TypeError, ValueError):  # uninspectable third-party class: its constructor checks
         known = None
     for hp, dim in dims.items():
-        if known is not None and hp not in known:
+        entry = ENTRY.match(hp)
+        base = entry["name"] if entry else hp
+        if known is not None and base not in known:
             raise OptiscopeError(
                 f"{where}.{hp}: optimizer '{name}' has no hyperparameter '{hp}'; it has: {', '.join(known)} "
                 f"(task settings are written \"{TASK_PREFIX}NAME\")"
             )
         for value in dim.values:
             try:
-                checked = check_hyperparameters(name, {**given, hp: value})
+                defaults = {k: d for k, (_, d) in (known or {}).items()}
+                checked = check_hyperparameters(name, with_sampled(given, {hp: value}, defaults))
                 cls([torch.zeros(2, 2, requires_grad=True)], **checked)
             except (OptiscopeError, ValueError, TypeError) as exc:
                 raise OptiscopeError(f"{where}.{hp}: the value {value!r} is not allowed: {exc}") from None
