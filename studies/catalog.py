@@ -53,8 +53,9 @@ STUDIES: tuple[Study, ...] = (
           "Adam's trajectory has smaller R_med than SGD with momentum's (byte-level transformer)",
           "Jiang, Malik & Li 2023"),
     Study("pascanu_forgetting_shampoo",
-          "Shampoo forgets less than Adam in class-incremental learning (split digits)",
-          "Pascanu et al. 2025 (arXiv 2507.12224)"),
+          "Shampoo forgets less than Adam in class-incremental learning (split digits), both "
+          "tuned for plasticity",
+          "Pascanu et al. 2025 (arXiv 2507.12224)", version=2, protocol="tuned"),
     Study("pascanu_powerprop_sparsity",
           "A property-targeted optimizer (Powerprop) gives sparser solutions than its base",
           "Pascanu et al. 2025; Schwarz et al. 2021 (Powerpropagation)"),
