@@ -120,6 +120,8 @@ class StoreView:
             c.status.append(str(data["status"][i]))
             d = data["diverged_step"][i]
             c.diverged_step.append(None if _is_null(d) else int(d))
+        for c in by_cell.values():
+            _order_by_seed(c)
         view.cells = [c for c in by_cell.values() if c.role != "trial"]
         view.trial_cells = [c for c in by_cell.values() if c.role == "trial"]
         _unique_labels(view.cells)
@@ -319,6 +321,21 @@ def verified_seeds(store: RunStore, experiment: str) -> list[int]:
         return [int(s) for s in json.loads(path.read_text()).get("seeds", [])]
     except (ValueError, TypeError, AttributeError):
         return []
+
+
+def _order_by_seed(cell: CellRuns) -> None:
+    """A cell's runs in seed order (stable), whatever order their batches landed in.
+
+    The runs of one cell can land in several batches (seeds added by `verify --until-decided`,
+    a failed batch trained again after a crash, Ray workers finishing in any order), so landing
+    order is not a property of the experiment. The values a hypothesis compares are taken in
+    this order, and a seeded bootstrap resamples by position: in landing order the same store
+    contents could give a different interval after a resume.
+    """
+    order = sorted(range(len(cell.seeds)), key=cell.seeds.__getitem__)
+    for name in ("seeds", "run_ids", "status", "diverged_step"):
+        values = getattr(cell, name)
+        setattr(cell, name, [values[i] for i in order])
 
 
 def _unique_labels(cells: list[CellRuns]) -> None:
