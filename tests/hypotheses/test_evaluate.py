@@ -127,6 +127,25 @@ def test_rate_and_steps_to_target_from_stored_curves(store):
     assert rate.pvalue == pytest.approx(stats.fisher_exact([[10, 0], [0, 10]], alternative="greater").pvalue, rel=1e-12)
 
 
+def test_final_rate_counts_where_runs_end_and_rate_where_they_have_been(store):
+    """Cell a starts below the target (step 0) and ends above it in 6 of 10 runs; cell b starts
+    above and ends below in 5. `rate` (any logged step) sees 10 vs 5, `final_rate` 4 vs 5."""
+    steps = [0, 5, 10]
+    a = np.array([[0.5, 3.0, 3.0]] * 6 + [[0.5, 0.5, 0.5]] * 4)
+    b = np.array([[3.0, 2.0, 0.5]] * 5 + [[3.0, 3.0, 3.0]] * 5)
+    land(store, "ca", "treated", {"loss": a}, steps, optimizer="adam")
+    land(store, "cb", "control", {"loss": b}, steps)
+    store.save_config(toml(
+        claim("best", "treated", "control", statistic="rate", target=1.0, direction="greater"),
+        claim("end", "treated", "control", statistic="final_rate", target=1.0, direction="greater"),
+    ))
+    best, end = verify_store(store.root)
+    assert best.effect.estimate == pytest.approx(0.5) and end.effect.estimate == pytest.approx(-0.1)
+    assert end.test == "fisher" and end.effect_measure == "rate_difference"
+    assert end.pvalue == pytest.approx(stats.fisher_exact([[4, 6], [5, 5]], alternative="greater").pvalue, rel=1e-12)
+    assert "final loss" in end.hypothesis.describe()
+
+
 def test_forgetting_hypothesis_on_continual_curves(store):
     steps = [10, 20]
     keep = {"acc_task0": np.tile([0.9, 0.85], (6, 1)), "acc_task1": np.tile([0.0, 0.9], (6, 1))}

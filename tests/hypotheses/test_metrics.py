@@ -51,6 +51,18 @@ def test_a_target_reached_only_after_divergence_does_not_count():
     np.testing.assert_array_equal(metrics.first_reach(c, "min", 2.5), [20.0])
 
 
+def test_final_rate_reads_the_last_logged_value_not_the_best_one():
+    # run 0 ends at 1.0 (reached 2.0 at its end, and 0.8 never); run 1 diverged: 0 whatever it logged
+    np.testing.assert_array_equal(metrics.final_reached(CURVES, "min", 2.0), [1.0, 0.0])
+    np.testing.assert_array_equal(metrics.final_reached(CURVES, "min", 0.8), [0.0, 0.0])
+    # a run that passed the target and left it: `rate` counts it, `final_rate` does not
+    left = Curves(STEPS, np.array([[0.1, 3.0, 3.0, 3.0], [4.0, 3.0, 2.0, 0.3]]), ["ok", "ok"], [None, None])
+    np.testing.assert_array_equal(metrics.reached(left, "min", 0.5), [1.0, 1.0])
+    np.testing.assert_array_equal(metrics.final_reached(left, "min", 0.5), [0.0, 1.0])
+    # a maximised metric reaches from below
+    np.testing.assert_array_equal(metrics.final_reached(left, "max", 3.0), [1.0, 0.0])
+
+
 def test_forgetting_by_hand():
     """Three tasks, two runs. Run 0: task 0 peaks at 0.9 then ends 0.5 (forgets 0.4); task 1
     peaks at 0.8 and ends 0.8 (forgets 0); task 2, the last, is left out. Mean 0.2.

@@ -31,7 +31,7 @@ def test_a_valid_hypothesis_parses_with_its_defaults():
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("direction", "lesser", "'less', 'greater', 'two-sided' or 'equivalent'"),
-    ("statistic", "last", "'final', 'at_step', 'min', 'max', 'auc', 'steps_to_target', 'forgetting' or 'rate'"),
+    ("statistic", "last", "'final', 'at_step', 'min', 'max', 'auc', 'steps_to_target', 'forgetting', 'rate' or 'final_rate'"),
     ("test", "t-test", "'mann-whitney', 'permutation' or 'fisher'"),
     ("alpha", 1.5, "alpha: Input should be less than 1"),
     ("colour", "red", "unknown field 'colour'; fields: name, metric"),
@@ -49,6 +49,8 @@ def test_a_bad_field_is_named_with_the_allowed_values(field, value, expected):
     ({"direction": "equivalent"}, "needs `margin`"),
     ({"test": "fisher"}, "needs statistic = 'rate'"),
     ({"statistic": "rate", "target": 0.1, "test": "permutation"}, "test = 'fisher'"),
+    ({"statistic": "final_rate", "target": 0.1, "test": "mann-whitney"}, "test = 'fisher'"),
+    ({"statistic": "final_rate"}, "needs `target`"),
     ({"metric": None}, "`metric` is required"),
     ({"b": "adam"}, "name the same cell"),
     ({"min_effect": 2.0}, "in [0, 1]"),

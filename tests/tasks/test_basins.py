@@ -73,3 +73,27 @@ def test_evaluate_reports_basin_and_converged_per_member_in_x_coordinates():
     assert out["basin"].tolist() == [2.0, 2.0] and out["converged"].tolist() == [1.0, 1.0]
     declared = {m.name: m.goal for m in task.metrics}
     assert declared["basin"] is None and declared["converged"] == "max"
+
+
+@pytest.mark.parametrize("name", ["himmelblau", "six-hump-camel"])
+def test_evaluation_does_not_depend_on_how_many_members_are_evaluated_at_once(name):
+    """The engine evaluates synthetic members `eval_chunk` (256) at a time, other tasks 8: the
+    labels must be the same either way, and the values to float tolerance, from random points."""
+    from optiscope.engine.ensemble import eval_chunk_size, vmapped
+
+    task = make_task(name, rotate=True, shift=1.0)
+    seeds = torch.arange(6)  # chunks of 4 and 2, all at once, and one at a time
+    batch = task.eval_batch(seeds, 0)
+    gen = torch.Generator().manual_seed(5)
+    lo, hi = task.domain
+    x = torch.stack([task.minimizers_x(int(s))[0] for s in seeds]).float()
+    x = x + (hi - lo) * 0.4 * (torch.rand(x.shape, generator=gen) - 0.5)
+    one = [vmapped(task.evaluate)({"x": x[i:i + 1]}, {k: v[i:i + 1] for k, v in batch.per_member.items()}, {})
+           for i in range(len(seeds))]
+    for chunk in (4, None):
+        out = vmapped(task.evaluate, chunk)({"x": x}, batch.per_member, {})
+        for key in ("basin", "converged"):
+            assert out[key].tolist() == [float(o[key][0]) for o in one]
+        torch.testing.assert_close(out["f_gap"], torch.cat([o["f_gap"] for o in one]), rtol=1e-5, atol=1e-5)
+    assert eval_chunk_size(task, 1024) == 256 and eval_chunk_size(task, 100) is None
+    assert eval_chunk_size(make_task("kernel-logistic"), 64) == 8

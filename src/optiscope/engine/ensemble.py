@@ -58,8 +58,10 @@ def _over_members(mask: Tensor, like: Tensor) -> Tensor:
 
 
 def eval_chunk_size(task: Task, n_members: int) -> int | None:
-    """Members evaluated at once: bounded so full-data evaluation fits in memory."""
-    return None if n_members <= 8 else 8
+    """Members evaluated at once: the task's `eval_chunk` (8 by default, so full-data evaluation
+    fits in memory), None (all at once) when the ensemble is no larger."""
+    chunk = getattr(task, "eval_chunk", 8)
+    return None if chunk is None or n_members <= chunk else chunk
 
 
 class EnsembleStep:

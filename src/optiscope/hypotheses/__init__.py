@@ -7,9 +7,9 @@ A hypothesis compares one statistic of two cells' runs::
     metric = "r_med/*"            # a stored metric; "family/*" or "acc_task*" reduces several
     reduce = "median"             # how a family is reduced per step: median | mean | max | min
     statistic = "final"           # final | at_step | min | max | auc | steps_to_target |
-                                  # forgetting | rate
+                                  # forgetting | rate | final_rate
     step = 500                    # only with at_step: a logged step
-    target = 0.1                  # only with steps_to_target, rate: the value a run must reach
+    target = 0.1                  # only with steps_to_target, rate, final_rate: the value to reach
     task = "..."                  # optional when a and b name one cell each without it
     task_settings = { width = 64 }  # optional: narrows a task grid
     a = "adam"                    # a cell: its label, else its optimizer name (exactly one cell)
@@ -36,7 +36,8 @@ checked in `guards`; one not met makes the verdict "invalid", with the values me
 Per-run statistics (`metrics`): the final value, the value at a step, the minimum or maximum,
 the area under the curve (trapezoid over logged steps), the first step reaching a target (never:
 +inf), forgetting (continual tasks: per task the best accuracy minus the final one, averaged over
-all but the last task) and the fraction of runs reaching a target (rate). Diverged runs count as
+all but the last task), the fraction of runs reaching a target at any logged step, the start
+included (rate), and the fraction whose final value reaches it (final_rate). Diverged runs count as
 the worst outcome. The tests and effect measures are in `inference`, the power behind
 "inconclusive" in `power`, and the verdict rule in `evaluate`; all hypotheses of an experiment
 are Holm-corrected together.

@@ -36,7 +36,7 @@ from optiscope.hypotheses.guards import GuardCheck, check_guards, unmet
 from optiscope.hypotheses.inference import TestOutcome, run_test
 from optiscope.hypotheses.power import equivalence_power, fisher_power, margin_as_delta, mann_whitney_power
 from optiscope.hypotheses.samples import Samples, hypothesis_samples
-from optiscope.hypotheses.spec import Hypothesis, parse_hypothesis_list
+from optiscope.hypotheses.spec import RATE_STATISTICS, Hypothesis, parse_hypothesis_list
 from optiscope.report.data import StoreView, configured_seeds, verified_seeds
 from optiscope.stats import Interval, holm
 from optiscope.store import RunStore
@@ -189,7 +189,7 @@ def guarded(v: Verdict, checks: tuple[GuardCheck, ...]) -> Verdict:
 
 def _verdict(h: Hypothesis, s: Samples, o: TestOutcome | None, p_adj: float, m: int) -> Verdict:
     worst = -np.inf if s.goal == "max" else np.inf
-    if h.statistic == "rate":
+    if h.statistic in RATE_STATISTICS:
         worst_a, worst_b = int((s.a == 0).sum()), int((s.b == 0).sum())
     else:
         worst_a, worst_b = int((s.a == worst).sum()), int((s.b == worst).sum())

@@ -14,7 +14,10 @@ maximise. So Mann-Whitney ranks a diverged run below every finished one. Precise
 - steps_to_target: the first logged step at which the metric reaches `target` (<= for a
   minimised metric, >= for a maximised one), counted only before divergence; never reached is
   censored at +inf (slowest), which rank tests handle as the worst rank (ties among misses).
-- rate: 1 if the run reached `target` (as above), else 0.
+- rate: 1 if the run reached `target` (as above) at any logged step, else 0: the run's best
+  logged value, which includes the start (step 0 is logged) and every evaluation.
+- final_rate: 1 if the run's last logged value reaches `target`, else 0 (a diverged run: 0): where
+  the run ended, what a "final point" claim needs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 #: None means the metric's own goal.
 STATISTIC_GOALS: dict[str, str | None] = {
     "final": None, "at_step": None, "min": None, "max": None, "auc": None,
-    "steps_to_target": "min", "forgetting": "min", "rate": "max",
+    "steps_to_target": "min", "forgetting": "min", "rate": "max", "final_rate": "max",
 }
 CONTINUAL_TASK_METRIC = re.compile(r"^(?P<family>.*?)(?P<k>\d+)$")
 
@@ -120,6 +123,16 @@ def first_reach(c: Curves, goal: str | None, target: float) -> np.ndarray:
 def reached(c: Curves, goal: str | None, target: float) -> np.ndarray:
     """1.0 for each run (failed ones dropped) that reached `target` before diverging, else 0.0."""
     return np.isfinite(first_reach(c, goal, target)).astype(float)
+
+
+def final_reached(c: Curves, goal: str | None, target: float) -> np.ndarray:
+    """1.0 for each run (failed ones dropped) whose last logged value reaches `target` (<= for a
+    minimised metric, >= for a maximised one), else 0.0; a diverged run is 0.0."""
+    last = _last_finite(c.values)
+    with np.errstate(invalid="ignore"):
+        hit = last >= target if goal == "max" else last <= target
+    hit &= np.isfinite(last) & ~c.diverged()
+    return hit.astype(float)[c.kept()]
 
 
 def forgetting(per_task: Sequence[Curves]) -> np.ndarray:

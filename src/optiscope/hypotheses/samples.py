@@ -101,6 +101,8 @@ def curve_statistic(c: metrics.Curves, goal: str, statistic: str, step: int | No
     assert target is not None
     if statistic == "steps_to_target":
         return metrics.first_reach(c, goal, target)
+    if statistic == "final_rate":
+        return metrics.final_reached(c, goal, target)
     return metrics.reached(c, goal, target)
 
 

@@ -21,7 +21,12 @@ from optiscope.errors import OptiscopeError
 if TYPE_CHECKING:
     from optiscope.config import ExperimentConfig
 
-Statistic = Literal["final", "at_step", "min", "max", "auc", "steps_to_target", "forgetting", "rate"]
+Statistic = Literal["final", "at_step", "min", "max", "auc", "steps_to_target", "forgetting", "rate",
+                    "final_rate"]
+#: The statistics that are rates (0/1 per run), compared by Fisher's exact test: `rate` counts a
+#: run that reached `target` at any logged step (its best logged value), `final_rate` one whose
+#: last logged value reaches it (where it ended).
+RATE_STATISTICS = ("rate", "final_rate")
 Direction = Literal["less", "greater", "two-sided", "equivalent"]
 TestName = Literal["mann-whitney", "permutation", "fisher"]
 Reduce = Literal["median", "mean", "max", "min"]
@@ -48,7 +53,7 @@ DEFAULT_PLASTICITY = 0.5
 
 _USED_BY = {
     "step": "it is read by statistic = 'at_step' only",
-    "target": "it is read by statistic = 'steps_to_target' or 'rate' only",
+    "target": "it is read by statistic = 'steps_to_target', 'rate' or 'final_rate' only",
     "margin": "it is read by direction = 'equivalent' only",
     "min_effect": "equivalence is judged by `margin`",
     "reduce": "it reduces a metric family ('name/*') outside forgetting only",
@@ -159,7 +164,7 @@ class Hypothesis(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Hypothesis:
-        need = {"at_step": "step", "steps_to_target": "target", "rate": "target"}
+        need = {"at_step": "step", "steps_to_target": "target", "rate": "target", "final_rate": "target"}
         if self.statistic in need and getattr(self, need[self.statistic]) is None:
             raise ValueError(f"statistic '{self.statistic}' needs `{need[self.statistic]}`")
         if self.metric is None and self.statistic != "forgetting":
@@ -167,13 +172,13 @@ class Hypothesis(BaseModel):
                              "(only 'forgetting' defaults it, to the continual tasks' acc_task*)")
         if self.direction == "equivalent" and self.margin is None:
             raise ValueError("direction 'equivalent' needs `margin` (> 0, in the statistic's units)")
-        if self.test == "fisher" and self.statistic != "rate":
-            raise ValueError("test 'fisher' compares rates: it needs statistic = 'rate'")
-        if self.statistic == "rate" and self.test not in (None, "fisher"):
-            raise ValueError("statistic 'rate' is tested with test = 'fisher' (Fisher's exact test)")
-        if self.statistic == "rate" and self.direction == "equivalent":
+        if self.test == "fisher" and self.statistic not in RATE_STATISTICS:
+            raise ValueError("test 'fisher' compares rates: it needs statistic = 'rate' or 'final_rate'")
+        if self.statistic in RATE_STATISTICS and self.test not in (None, "fisher"):
+            raise ValueError(f"statistic '{self.statistic}' is tested with test = 'fisher' (Fisher's exact test)")
+        if self.statistic in RATE_STATISTICS and self.direction == "equivalent":
             raise ValueError("direction 'equivalent' is tested on a location shift; it cannot "
-                             "be used with statistic 'rate' (choose less, greater or two-sided)")
+                             f"be used with statistic '{self.statistic}' (choose less, greater or two-sided)")
         if self.min_effect is not None and self.min_effect > 1:
             raise ValueError(f"min_effect is a Cliff's delta or a difference of rates, so in [0, 1], "
                              f"got {self.min_effect}")
@@ -181,7 +186,7 @@ class Hypothesis(BaseModel):
         # statistic = "final" would otherwise silently test something else than meant.
         useless = {
             "step": self.statistic != "at_step",
-            "target": self.statistic not in ("steps_to_target", "rate"),
+            "target": self.statistic not in ("steps_to_target", *RATE_STATISTICS),
             "margin": self.direction != "equivalent",
             "min_effect": self.direction == "equivalent",
             "reduce": not self.metric_name.endswith("*") or self.statistic == "forgetting",
@@ -229,12 +234,12 @@ class Hypothesis(BaseModel):
     @property
     def test_name(self) -> str:
         """The test that runs: as given, else Fisher for rates and Mann-Whitney otherwise."""
-        return self.test or ("fisher" if self.statistic == "rate" else "mann-whitney")
+        return self.test or ("fisher" if self.statistic in RATE_STATISTICS else "mann-whitney")
 
     @property
     def effect_measure(self) -> str:
         """What `min_effect`, `margin` and the reported effect are measured in."""
-        if self.statistic == "rate":
+        if self.statistic in RATE_STATISTICS:
             return "rate_difference"
         return "shift" if self.direction == "equivalent" else "cliffs_delta"
 
@@ -255,6 +260,7 @@ class Hypothesis(BaseModel):
             "max": f"max {m}", "auc": f"AUC of {m}", "forgetting": f"forgetting of {m}",
             "steps_to_target": f"steps until {m} reaches {self.target:g}" if self.target is not None else "",
             "rate": f"rate of runs whose {m} reaches {self.target:g}" if self.target is not None else "",
+            "final_rate": f"rate of runs whose final {m} reaches {self.target:g}" if self.target is not None else "",
         }[self.statistic]
         return f"{self.a} {sign} {self.b} on {what}"
 

@@ -20,7 +20,15 @@ evaluates only x': K). In an ensemble every member decides
 for itself (vectorised); all noise, and the Metropolis draws, are keyed on the member seeds.
 A run ends on the accepted point whatever its length: `finish()` (called by the engines after
 the last step) puts every member back on its last accepted point, so a run that stops mid-search
-reports the point basin hopping would return, not the unfinished local search.
+reports the point basin hopping would return, not the unfinished local search. With
+`returns = "best"` it puts every member on the best point instead: the candidate (end of a local
+search) with the lowest loss at its decision (the mean over its `decision_batches`), accepted or not, which is what
+scipy.optimize.basinhopping returns (its `lowest_optimization_result`). The trajectory is the
+same either way (the choice acts only in `finish()`), so two cells differing only in `returns`
+compare the final and the best point of the same runs, seed by seed. Under monotonic acceptance
+the two coincide on a deterministic loss (a candidate is accepted iff it beats the accepted
+point, so the accepted point is always the lowest so far); with noise in the loss, or under
+Metropolis or "always" acceptance, they differ.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from optiscope.optim.transforms import AddGaussianNoise, constant_noise
 
 Acceptance = Literal["always", "monotonic", "metropolis"]
 Local = Literal["sgd", "nig", "nim"]
+Returns = Literal["accepted", "best"]
 
 
 class BasinHopping(EnsembleOptimizer):
@@ -70,6 +79,7 @@ class BasinHopping(EnsembleOptimizer):
         Hyperparameter("acceptance", Acceptance, "always"),
         Hyperparameter("temperature", Positive, 0.01),
         Hyperparameter("decision_batches", Count, 1),
+        Hyperparameter("returns", Returns, "accepted"),
         lr=0.01,
     )
 
@@ -81,12 +91,14 @@ class BasinHopping(EnsembleOptimizer):
         return chain(ScaleByLearningRate())
 
     def finish(self) -> None:
-        """Put every member on its last accepted point (a no-op before the first decision, which
-        accepts whatever the first local search reached, and right after a decision)."""
+        """Put every member on its last accepted point, or its best candidate with `returns =
+        "best"` (a no-op before the first decision, which accepts whatever the first local search
+        reached; with "accepted", also right after a decision)."""
+        key = "best" if self.param_groups[0]["returns"] == "best" else "accepted"
         for p in self._all():
-            accepted = self.state[p].get("accepted")
-            if accepted is not None:
-                p.data.copy_(accepted)
+            point = self.state[p].get(key)
+            if point is not None:
+                p.data.copy_(point)
 
     # -- bookkeeping on the first group (carried by state_dict) ---------------------------
     def _counter(self) -> int:
@@ -145,6 +157,8 @@ class BasinHopping(EnsembleOptimizer):
         first = "accepted" not in self.state[params[0]]
         new_sum = loss_new if j == 0 else group["decision_new"] + loss_new
         group["decision_new"] = new_sum
+        if j == m - 1:  # the candidate x' is judged: keep it if it is the lowest so far
+            self._track_best(params, new_sum / m)
         if first:  # the first decision accepts (after its m steps)
             if j == m - 1:
                 for p in params:
@@ -169,6 +183,23 @@ class BasinHopping(EnsembleOptimizer):
             self.state[p]["accepted"] = chosen.clone()
         group["accepts"] = group.get("accepts", torch.zeros_like(loss_new)) + accept.to(loss_new)
         return loss_new
+
+    def _track_best(self, params: list[torch.Tensor], loss_new: torch.Tensor) -> None:
+        """Keep each member's lowest-loss candidate so far (a non-finite loss never counts)."""
+        group = self.param_groups[0]
+        best_loss = group.get("best_loss")
+        finite = torch.isfinite(loss_new)
+        if best_loss is None:
+            better = finite
+            best_loss = torch.full_like(loss_new, float("inf"))
+        else:
+            better = finite & (loss_new < best_loss)
+        group["best_loss"] = torch.where(better, loss_new, best_loss)
+        for p in params:
+            if "best" not in self.state[p]:
+                self.state[p]["best"] = p.detach().clone()
+            else:
+                self.state[p]["best"] = torch.where(self.per_member(better, p), p.detach(), self.state[p]["best"])
 
     def accept(self, loss_new: torch.Tensor, loss_old: torch.Tensor, c: int) -> torch.Tensor:
         """Per-member acceptance (bool, shape of the losses); a non-finite new loss rejects."""

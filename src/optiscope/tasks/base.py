@@ -80,6 +80,9 @@ class Task(abc.ABC):
     description: ClassVar[str] = ""
     #: Every metric `evaluate` returns, with its goal and unit. The first is the headline metric.
     metrics: ClassVar[tuple[MetricInfo, ...]] = ()
+    #: Members evaluated at once by the ensemble engine (None: all): a bound so that full-data
+    #: evaluation fits in memory. A task whose evaluation is tiny per member raises it.
+    eval_chunk: ClassVar[int | None] = 8
 
     # -- parameters -----------------------------------------------------------------------
     @abc.abstractmethod

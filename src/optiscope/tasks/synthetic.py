@@ -67,6 +67,10 @@ class SyntheticFunction(Task):
 
     family = "synthetic"
     metrics = SYNTHETIC_METRICS
+    #: A member is a point in R^dim, but its evaluation runs the labelling descent (hundreds of
+    #: small steps), which in chunks of 8 dominated a study's time; 256 points at once are a
+    #: few kilobytes. Labels and metrics do not depend on the chunking (tests/tasks/test_basins.py).
+    eval_chunk = 256
     function: ClassVar[BenchmarkFunction]
     dim: int
     rotate: bool
