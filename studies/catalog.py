@@ -33,11 +33,11 @@ class Study:
 STUDIES: tuple[Study, ...] = (
     Study("inan_himmelblau_basins",
           "Small-step GD's terminal basins on Himmelblau follow the gradient-flow basin areas",
-          "Inan, Liu & Shehu 2024 (arXiv 2403.00574)", protocol="single arm"),
+          "Inan, Liu & Shehu 2024 (arXiv 2403.00574)", version=2),
     Study("inan_camel_global",
           "Noise-injected SGD and basin hopping reach six-hump camel's global basins more often "
           "than GD at equal gradient evaluations",
-          "Inan, Liu & Shehu 2024"),
+          "Inan, Liu & Shehu 2024", version=2),
     Study("inan_vision_sam",
           "Basin hopping / noisy SGD on par with SAM at about half the gradient evaluations "
           "(small vision task)",
@@ -45,7 +45,7 @@ STUDIES: tuple[Study, ...] = (
     Study("vaswani_armijo_convex",
           "Adam at its default lr loses to SGD with Armijo line search on kernel logistic "
           "regression and matrix factorisation",
-          "Vaswani et al. 2019 (arXiv 1905.09997); Orabona 2020", version=2),
+          "Vaswani et al. 2019 (arXiv 1905.09997); Orabona 2020", version=3, protocol="tuned"),
     Study("jiang_rmed_linear_net",
           "Adam's trajectory has smaller R_med than SGD with momentum's (two-layer linear net)",
           "Jiang, Malik & Li 2023 (arXiv 2211.02254)"),
