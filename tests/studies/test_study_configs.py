@@ -51,7 +51,8 @@ def test_findings_table_rows_and_verdict_rule(tmp_path):
     first = CATALOG.STUDIES[0]
     (tmp_path / first.folder).mkdir(parents=True)
     (tmp_path / first.folder / "finding.json").write_text(json.dumps(
-        {"folder": first.folder, "claim": "c | d", "source": "s", "verdict": "holds", "key_figure": "k"}))
+        {"folder": first.folder, "claim": "c | d", "source": "s", "verdict": "holds", "key_figure": "k",
+         "version": first.version}))
     readme = tmp_path / "README.md"
     readme.write_text(f"x\n{findings.START}\nSTALE_ROW\n{findings.END}\ny\n")
     findings.write_tables(tmp_path, readme)
@@ -112,6 +113,7 @@ def test_verify_failing_is_a_part_and_the_tables_restate_old_findings(tmp_path):
     (tmp_path / study.folder).mkdir(parents=True)
     (tmp_path / study.folder / "finding.json").write_text(json.dumps(
         {"folder": study.folder, "claim": "c", "source": "s", "verdict": "holds", "key_figure": "old",
+         "version": study.version,
          "hypotheses": [row], "analysis": {"verdict": None, "key_figure": "best acc per task"}}))
     readme = tmp_path / "README.md"
     readme.write_text(f"{findings.START}\n{findings.END}\n")
