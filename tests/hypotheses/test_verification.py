@@ -143,6 +143,33 @@ def test_after_verification_report_and_verify_see_the_seeds_it_added(trained):
     assert n["twins-differ"] == (decided[1]["n_a"], decided[1]["n_b"]) and n["twins-differ"][0] > 4
 
 
+
+def test_added_seeds_are_probed_as_the_experiment_says(tmp_path):
+    """Seeds that verification adds run the experiment's [probes] (here R_med, exact on the
+    quadratic), so a hypothesis on a probe metric judges every seed it counts; each run's
+    R_med at step 0 matches the same seed's from a plain `optiscope run` with that many seeds."""
+    probed = CONFIG.replace("[verification]", "[probes]\nprobes = [\"r_med\"]\ncadence = \"every\"\nevery = 30\n\n[verification]")
+    config = tmp_path / "probed.toml"
+    config.write_text(probed)
+    store = tmp_path / "store"
+    assert RUNNER.invoke(app, ["run", str(config), "--store", str(store)]).exit_code == 0
+    RUNNER.invoke(app, ["verify", str(store), "--until-decided", "--format", "json"])
+    s = RunStore.open(store)
+    _, rows = s.query("SELECT r.label, r.seed, count(m.name) FROM runs r LEFT JOIN metrics m "
+                      "ON m.run_id = r.run_id AND m.name LIKE 'r_med/%' GROUP BY ALL ORDER BY 1, 2")
+    assert max(seed for _, seed, _ in rows) >= 4  # verification did add seeds
+    assert all(n > 0 for _, _, n in rows), rows  # and every seed has its probe
+    grown = RunStore.open(store).query("SELECT max(seed) FROM runs")[1][0][0] + 1
+    reference = tmp_path / "reference.toml"
+    reference.write_text(probed.replace("seeds = 4", f"seeds = {grown}"))
+    ref_store = tmp_path / "ref"
+    assert RUNNER.invoke(app, ["run", str(reference), "--store", str(ref_store)]).exit_code == 0
+    q = ("SELECT r.label, r.seed, m.step, m.name, m.value FROM runs r JOIN metrics m ON m.run_id = r.run_id "
+         "WHERE m.name LIKE 'r_med/%' ORDER BY 1, 2, 3, 4")
+    ref = {row[:4]: row[4] for row in RunStore.open(ref_store).query(q)[1]}
+    got = {row[:4]: row[4] for row in s.query(q)[1]}
+    assert got and all(k in ref and got[k] == pytest.approx(ref[k], rel=1e-5) for k in got)
+
 TUNED = """
 [experiment]
 name = "sequential_tuned"
