@@ -50,8 +50,9 @@ STUDIES: tuple[Study, ...] = (
           "Adam's trajectory has smaller R_med than SGD with momentum's (two-layer linear net)",
           "Jiang, Malik & Li 2023 (arXiv 2211.02254)"),
     Study("jiang_rmed_transformer",
-          "Adam's trajectory has smaller R_med than SGD with momentum's (byte-level transformer)",
-          "Jiang, Malik & Li 2023"),
+          "Adam's trajectory has smaller R_med than SGD with momentum's in each block's hidden "
+          "matrices (byte-level transformer)",
+          "Jiang, Malik & Li 2023", version=2),
     Study("pascanu_forgetting_shampoo",
           "Shampoo forgets less than Adam in class-incremental learning (split digits), both "
           "tuned for plasticity",
@@ -61,7 +62,7 @@ STUDIES: tuple[Study, ...] = (
           "Pascanu et al. 2025; Schwarz et al. 2021 (Powerpropagation)"),
     Study("bernstein_muon_steps",
           "Muon reaches a target loss in fewer steps than AdamW (byte-level transformer)",
-          "Bernstein & Newhouse 2024 (arXiv 2409.20325); Jordan et al. (Muon)"),
+          "Bernstein & Newhouse 2024 (arXiv 2409.20325); Jordan et al. (Muon)", version=2),
     Study("bernstein_lr_transfer",
           "The best lr moves less across width under the spectral/modular norm than under Adam",
           "Bernstein & Newhouse 2024; Large et al. 2024 (modular norm)", version=2, protocol="tuned"),
