@@ -194,3 +194,25 @@ def test_run_all_picks_the_scales_file_and_runs_the_longest_first(tmp_path, monk
     assert order == ["b", "a"]
     with pytest.raises(ValueError, match="protocol 'fair'"):
         CATALOG.Study("a", "c", "s", protocol="fair")
+
+
+@pytest.mark.parametrize("study", CATALOG.STUDIES, ids=lambda s: s.folder)
+def test_each_study_has_a_paper_size_of_the_same_experiment_and_keeps_its_old_versions(study):
+    """paper.toml is the same experiment (name, hypotheses) at a larger size; every earlier
+    version's experiment file and verdict record is kept in vN/; the README states the protocol
+    and the paper-scale result."""
+    import tomllib
+
+    folder = STUDIES_DIR / study.folder
+    default = tomllib.loads((folder / "study.toml").read_text())
+    paper = tomllib.loads((folder / "paper.toml").read_text())
+    assert paper["experiment"]["name"] == default["experiment"]["name"]
+    assert [h["name"] for h in paper.get("hypotheses", [])] == [h["name"] for h in default.get("hypotheses", [])]
+    assert load_config(folder / "paper.toml").cells()
+    archived = sorted(p.name for p in folder.glob("v[0-9]*") if p.is_dir())
+    assert archived == [f"v{v}" for v in range(1, study.version)] or (
+        study.folder == "vaswani_armijo_convex" and archived == ["v2"])  # v1 and v2 shared settings (v2 added [verification])
+    for old in archived:
+        assert (folder / old / "study.toml").exists() and (folder / old / "finding.json").exists()
+    readme = (folder / "README.md").read_text().lower()
+    assert "protocol" in readme and "paper" in readme
