@@ -207,3 +207,18 @@ def test_the_same_store_gives_the_same_verdicts_and_intervals_twice(store):
     first, second = verify_store(store.root), verify_store(store.root)
     assert [repr(v) for v in first] == [repr(v) for v in second]
     assert all(np.isfinite([v.effect.low, v.effect.high]).all() for v in first)  # intervals were drawn
+
+
+def test_a_run_that_never_logged_the_metric_makes_the_hypothesis_invalid(store):
+    """Two of a's runs finished (not failed, not diverged) but have no row of the metric (a probe
+    never run on them): read as the worst value they would decide the test like divergences.
+    The verdict is invalid, naming them."""
+    low = np.stack([np.full(8, 10.0), np.arange(8) * 0.01], axis=1)
+    low[:2] = np.nan  # no row at any step
+    land(store, "ca", "treated", {"loss": low}, steps=[0, 10], optimizer="adam")
+    land_finals(store, "cb", "control", 5 + np.arange(8) * 0.01, optimizer="sgd")
+    store.save_config(toml(claim("treated-lower", "treated", "control")))
+    (v,) = verify_store(store.root)
+    assert v.verdict == "invalid" and v.unlogged == (2, 0)
+    assert "2 of 8 runs of a 'treated' logged no value of loss" in v.reason
+    assert v.guards_failed() == "metric logged"

@@ -71,6 +71,7 @@ class Verdict:
     median_b: float
     note: str = ""
     guards: tuple[GuardCheck, ...] = ()  # every guard checked, met or not
+    unlogged: tuple[int, int] = (0, 0)  # runs of a and b (not failed or diverged) with no value logged
     experiment: str = ""  # whose [[hypotheses]] it is (its cells are resolved among that one's)
 
     @property
@@ -82,8 +83,10 @@ class Verdict:
         return unmet(self.guards)
 
     def guards_failed(self) -> str:
-        """The unmet guards' names, each once ("plasticity; b: at most 2 diverged seeds"), or ""."""
-        return "; ".join(dict.fromkeys(c.name for c in self.unmet_guards))
+        """The unmet guards' names, each once ("plasticity; b: at most 2 diverged seeds"), or "";
+        "metric logged" when a run of either side never logged the compared metric."""
+        names = [c.name for c in self.unmet_guards] + (["metric logged"] if any(self.unlogged) else [])
+        return "; ".join(dict.fromkeys(names))
 
     def guards_text(self) -> str:
         """Every guard with its measured values, one clause per condition and side."""
@@ -169,8 +172,21 @@ def evaluate(view: StoreView, hypotheses: list[Hypothesis], experiment: str = ""
     m = int(np.isfinite(raw).sum())
     verdicts = []
     for h, s, o, p_adj, g in zip(hypotheses, samples, outcomes, adjusted, guards, strict=True):
-        verdicts.append(replace(guarded(_verdict(h, s, o, float(p_adj), m), g), experiment=experiment))
+        verdicts.append(replace(logged(guarded(_verdict(h, s, o, float(p_adj), m), g), s), experiment=experiment))
     return verdicts
+
+
+def logged(v: Verdict, s: Samples) -> Verdict:
+    """"invalid" when a run that neither failed nor diverged logged no value of the compared
+    metric: its missing value would otherwise count as the worst outcome, like a divergence."""
+    if not (s.unlogged_a or s.unlogged_b):
+        return v
+    sides = [f"{k} of {side.size} runs of {name} '{cell.label}'" for k, side, name, cell in
+             ((s.unlogged_a, s.a, "a", s.cell_a), (s.unlogged_b, s.b, "b", s.cell_b)) if k]
+    reason = (f"invalid: {' and '.join(sides)} logged no value of {', '.join(s.metrics)} without failing or "
+              f"diverging (never measured: e.g. a probe not run on them); a missing value is not an outcome. "
+              f"Without them: {v.verdict} ({v.reason})")
+    return replace(v, verdict="invalid", reason=reason, unlogged=(s.unlogged_a, s.unlogged_b))
 
 
 def guarded(v: Verdict, checks: tuple[GuardCheck, ...]) -> Verdict:

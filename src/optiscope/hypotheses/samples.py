@@ -29,6 +29,8 @@ class Samples:
     metrics: tuple[str, ...]
     goal: str  # of the compared value: "min" or "max"
     note: str = ""
+    unlogged_a: int = 0  # runs (not failed, not diverged) that logged none of the metrics
+    unlogged_b: int = 0
 
 
 def compared_cells(view: StoreView) -> list[CellRuns]:
@@ -120,4 +122,21 @@ def hypothesis_samples(view: StoreView, h: Hypothesis) -> Samples:
         if len(sa) and len(sb) and (sa[0], sa[-1]) != (sb[0], sb[-1]):
             note = (f"AUC spans differ: a logs steps {sa[0]}..{sa[-1]}, b {sb[0]}..{sb[-1]}")
     values = [run_values(view, h, c, names) for c in (a, b)]
-    return Samples(values[0], values[1], a, b, tuple(names), goal, note)
+    return Samples(values[0], values[1], a, b, tuple(names), goal, note,
+                   unlogged(view, a, names), unlogged(view, b, names))
+
+
+def unlogged(view: StoreView, cell: CellRuns, names: list[str]) -> int:
+    """Runs of `cell` that neither failed nor diverged yet logged no value of any of `names`.
+
+    Such a run has no outcome (its metric was never measured: a probe not run on it, a metric
+    from another config), so it must not be read as the worst value the way a diverged run is;
+    `evaluate` makes the hypothesis invalid instead."""
+    ok = np.array([st not in ("failed", "diverged") for st in cell.status], dtype=bool)
+    logged = np.zeros(len(cell.status), dtype=bool)
+    for n in names:
+        _, values = view.curves(cell, n)
+        values = np.asarray(values, dtype=float)
+        if values.size:
+            logged |= (~np.isnan(values)).any(axis=1)
+    return int((ok & ~logged).sum())
