@@ -35,6 +35,7 @@ from scipy.integrate import solve_ivp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from optiscope.stats import holm  # the lab's Holm, tested against a reference
 from optiscope.store import RunStore  # noqa: E402
 
 MINIMA = np.array([[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186], [3.584428, -1.848126]])
@@ -116,7 +117,7 @@ def compare(gd: np.ndarray, flow: np.ndarray) -> dict:
         "max_abs_diff": round(float(np.abs(diff).max()), 4),
         "within_margin": bool(np.all((lo > -MARGIN) & (hi < MARGIN))),
         "chi2": round(float(chi2.statistic), 3), "chi2_dof": int(chi2.dof), "chi2_p": float(f"{chi2.pvalue:.4g}"),
-        "binomial_p_holm": [round(float(p), 4) for p in _holm(binom)],
+        "binomial_p_holm": [round(float(p), 4) for p in holm(binom)],
     }
 
 
@@ -158,17 +159,6 @@ def analyse(store: Path, samples: int | None = None) -> dict:
                          + control_figure)
     return out
 
-
-def _holm(p: list[float]) -> np.ndarray:
-    """Holm-adjusted p-values (step-down, monotone)."""
-    p = np.asarray(p)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (len(p) - rank) * p[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted
 
 
 def main() -> None:

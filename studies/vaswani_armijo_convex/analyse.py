@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from optiscope.stats import holm  # the lab's Holm, tested against a reference
 from optiscope.store import RunStore
 
 HERE = Path(__file__).resolve().parent
@@ -61,16 +62,6 @@ def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sign(a[:, None] - b[None, :]).mean())
 
 
-def _holm(p: list[float]) -> np.ndarray:
-    p = np.asarray(p)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (len(p) - rank) * p[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted
-
 
 def analyse(store: Path) -> dict:
     curves = _curves(Path(store))
@@ -99,7 +90,7 @@ def analyse(store: Path) -> dict:
                 "n_armijo": int(a.size), "n_adam": int(b.size),
                 "p": float(test.pvalue), "cliffs_delta": round(cliffs_delta(a, b), 4),
             })
-    for row, p in zip(rows, _holm([r["p"] for r in rows])):
+    for row, p in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = float(p)
         row["holds"] = bool(p < 0.05 and row["cliffs_delta"] <= -MIN_EFFECT)
     held = sum(r["holds"] for r in rows)
