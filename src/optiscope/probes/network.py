@@ -18,6 +18,7 @@ from torch.func import vmap
 from optiscope.core.members import check_ensemble_dims
 from optiscope.errors import OptiscopeError
 from optiscope.probes.members import BatchLike, LossFn, Params, split_batch
+from optiscope.probes.solution import effective_rank
 
 
 def dead_unit_fraction(activations: Tensor) -> Tensor:
@@ -84,11 +85,10 @@ def representation_effective_rank(activations: Tensor) -> Tensor:
     """
     if activations.dim() < 2:
         raise OptiscopeError(f"activations must be (..., examples, units), got shape {tuple(activations.shape)}")
-    s = torch.linalg.svdvals(activations)
-    total = s.sum(-1, keepdim=True)
-    p = s / torch.where(total > 0, total, torch.ones_like(total))
-    rank = torch.exp(-torch.special.xlogy(p, p).sum(-1))
-    return torch.where(total[..., 0] > 0, rank, torch.full_like(rank, float("nan")))
+    lead, matrix = activations.shape[:-2], activations.shape[-2:]
+    rank = effective_rank(activations.reshape(-1, *matrix), ensemble_dims=1).reshape(lead)
+    live = activations.abs().amax((-2, -1)) > 0
+    return torch.where(live, rank, torch.full_like(rank, float("nan")))
 
 
 def _centred_gram(x: Tensor) -> Tensor:
